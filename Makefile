@@ -1,0 +1,65 @@
+# Everything a fresh machine needs: `make run` (the platform) and `make test` (the suite).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export DATA_DIR ?= data
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+DAGSTER_PORT ?= 3000
+
+.PHONY: help install dagster-home run demo rain test bench lint format clean
+
+help:
+	@echo "make run     set up, then start Dagster (UI on http://localhost:$(DAGSTER_PORT)) with the minute sensor on"
+	@echo "make demo    materialize the current minute once and print the next-hour rain table"
+	@echo "make rain    print the latest next-hour rain numbers from the warehouse"
+	@echo "make test    set up, then run the whole test suite"
+	@echo "make bench   run the benchmarks in benchmarks/ (not part of CI)"
+	@echo "make lint    ruff check + ruff format --check"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $@
+
+install: $(STAMP)
+
+dagster-home:
+	@mkdir -p "$(DAGSTER_HOME)" "$(DATA_DIR)"
+	@cp dagster.yaml.template "$(DAGSTER_HOME)/dagster.yaml"
+	@echo "DAGSTER_HOME=$(DAGSTER_HOME) (dagster.yaml: duckdb pool limit 1, run queue)"
+
+run: install dagster-home
+	$(BIN)/dagster dev -w workspace.yaml -p $(DAGSTER_PORT)
+
+demo: install dagster-home
+	$(BIN)/dagster asset materialize -m definitions \
+		--select rain_forecasts,rolling_precipitation_sum \
+		--partition "$$(date -u +%Y-%m-%d-%H:%M)"
+	$(BIN)/python -m weather_assets.now
+
+rain: install
+	$(BIN)/python -m weather_assets.now
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/rain_tick.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
