@@ -1,0 +1,65 @@
+"""Build real ``requests.Response`` objects for in-process API simulators.
+
+Simulators are transport adapters, so the client code under test keeps using
+``response.json()``, ``raise_for_status()``, ``response.headers`` and retries unchanged;
+these helpers fill in what ``requests.adapters.HTTPAdapter`` would have.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from datetime import timedelta
+from http import HTTPStatus
+from typing import Any
+
+import requests
+from requests.structures import CaseInsensitiveDict
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+def json_bytes(payload: Any) -> bytes:
+    """Compact JSON, as most APIs send it."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def build_response(
+    request: requests.PreparedRequest,
+    status: int,
+    body: bytes | str | Any,
+    *,
+    headers: Mapping[str, str] | None = None,
+    content_type: str = JSON_CONTENT_TYPE,
+    connection: requests.adapters.BaseAdapter | None = None,
+) -> requests.Response:
+    """A fully populated response; ``body`` is sent as-is if bytes/str, else as JSON.
+
+    Bytes let a simulator return an API's error body byte for byte (spacing included).
+    """
+    if isinstance(body, bytes):
+        content = body
+    elif isinstance(body, str):
+        content = body.encode("utf-8")
+    else:
+        content = json_bytes(body)
+    response = requests.Response()
+    response.status_code = status
+    try:
+        response.reason = HTTPStatus(status).phrase
+    except ValueError:
+        response.reason = ""
+    response.headers = CaseInsensitiveDict(
+        {**(headers or {}), "Content-Type": content_type, "Content-Length": str(len(content))}
+    )
+    response._content = content
+    # Marks the body as already read, so iter_content()/stream=True replay _content.
+    response._content_consumed = True
+    response.raw = io.BytesIO(content)
+    response.encoding = "utf-8"
+    response.url = request.url or ""
+    response.request = request
+    response.elapsed = timedelta(0)
+    response.connection = connection
+    return response
