@@ -1,0 +1,132 @@
+"""Object storage (raw API payloads, models, images): S3 when configured, a local folder if not.
+
+Both backends share one key layout, ``{prefix}/...``, so moving from a laptop to a bucket is a
+matter of setting ``S3_BUCKET``; nothing in the assets changes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+from dagster_aws.s3 import S3PickleIOManager, S3Resource
+from pydantic import PrivateAttr
+
+from resources.settings import Settings
+
+
+class ObjectStore(dg.ConfigurableResource):
+    """Put/get/list/delete bytes by key. Writes are atomic: a reader never sees half an object."""
+
+    bucket: str | None = None
+    prefix: str = "dagster"
+    endpoint_url: str | None = None
+    local_dir: str = "data/objects"
+
+    _client = PrivateAttr(default=None)
+
+    @property
+    def is_s3(self) -> bool:
+        return bool(self.bucket)
+
+    def key(self, *parts: str) -> str:
+        """A full key under the configured prefix."""
+        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
+
+    def uri(self, key: str) -> str:
+        if self.is_s3:
+            return f"s3://{self.bucket}/{key}"
+        return str(Path(self.local_dir) / key)
+
+    def _s3(self):
+        if self._client is None:
+            self._client = S3Resource(endpoint_url=self.endpoint_url).get_client()
+        return self._client
+
+    def _path(self, key: str) -> Path:
+        root = Path(self.local_dir).resolve()
+        path = (root / key).resolve()
+        if root not in path.parents:
+            raise ValueError(f"object key {key!r} escapes the object store root")
+        return path
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> str:
+        if self.is_s3:
+            extra = {"ContentType": content_type} if content_type else {}
+            self._s3().put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
+        else:
+            path = self._path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return self.uri(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        if self.is_s3:
+            return self._s3().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        if self.is_s3:
+            found = self._s3().list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+            return any(o["Key"] == key for o in found.get("Contents", []))
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key that starts with ``prefix``, sorted."""
+        if self.is_s3:
+            keys: list[str] = []
+            paginator = self._s3().get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys.extend(o["Key"] for o in page.get("Contents", []))
+            return sorted(keys)
+        root = Path(self.local_dir).resolve()
+        base = self._path(prefix.rsplit("/", 1)[0]) if "/" in prefix else root
+        if not base.exists():
+            return []
+        found = (
+            p.relative_to(root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+        return sorted(k for k in found if k.startswith(prefix))
+
+    def delete(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        if self.is_s3:
+            for start in range(0, len(keys), 1000):
+                batch = [{"Key": k} for k in keys[start : start + 1000]]
+                self._s3().delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+        else:
+            for key in keys:
+                self._path(key).unlink(missing_ok=True)
+        return len(keys)
+
+
+def object_store_from(settings: Settings) -> ObjectStore:
+    return ObjectStore(
+        bucket=settings.s3_bucket,
+        prefix=settings.s3_prefix,
+        endpoint_url=settings.s3_endpoint_url,
+        local_dir=str(settings.objects_dir),
+    )
+
+
+def object_io_manager_from(settings: Settings) -> dg.ConfigurableIOManager:
+    """Pickled Python objects (models): ``S3PickleIOManager`` or the same layout on disk."""
+    if settings.s3_bucket:
+        return S3PickleIOManager(
+            s3_resource=S3Resource(endpoint_url=settings.s3_endpoint_url),
+            s3_bucket=settings.s3_bucket,
+            s3_prefix=settings.s3_prefix,
+        )
+    return dg.FilesystemIOManager(base_dir=str(settings.objects_dir / settings.s3_prefix))

@@ -1,0 +1,74 @@
+"""Shared fixtures: an isolated platform (temp warehouse, objects, instance) and a moto S3 server."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import pytest
+
+from resources.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def platform_env(tmp_path, monkeypatch) -> Path:
+    """Point every path setting at a temp dir and force the offline defaults."""
+    for name in (
+        "SOURCE_MODE",
+        "OPENWEATHERMAP_API_KEY",
+        "OPENWEATHERMAP_API_KEYS",
+        "S3_BUCKET",
+        "S3_ENDPOINT_URL",
+        "WAREHOUSE_PATH",
+        "LOCATIONS_FILE",
+        "OPENWEATHERMAP_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+@pytest.fixture
+def platform_resources(platform_env):
+    from definitions import build_resources
+
+    return build_resources(load_settings())
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """A real S3 endpoint over HTTP (moto's server mode), for the S3 code paths."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_server, monkeypatch) -> str:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"platform-{uuid.uuid4().hex[:16]}"
+    boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket=bucket)
+    return bucket
