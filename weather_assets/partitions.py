@@ -1,0 +1,32 @@
+"""Partition definitions of the weather group."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import dagster as dg
+
+from resources.settings import load_settings
+
+MINUTE_FORMAT = "%Y-%m-%d-%H:%M"
+
+
+def minute_partitions(days: int, now: datetime | None = None) -> dg.TimeWindowPartitionsDefinition:
+    """UTC minutes from midnight ``days`` days ago up to and including the minute in progress.
+
+    The start moves forward once a day, so the partition count stays near ``days * 1440``
+    (under Dagster's recommended 100,000) however long the platform runs; older minutes leave
+    the definition and the retention job deletes their rows.
+    """
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    start = datetime.combine(today - timedelta(days=days), time(0), tzinfo=UTC)
+    return dg.TimeWindowPartitionsDefinition(
+        cron_schedule="* * * * *",
+        fmt=MINUTE_FORMAT,
+        start=start.strftime(MINUTE_FORMAT),
+        timezone="UTC",
+        end_offset=1,
+    )
+
+
+RAIN_PARTITIONS = minute_partitions(load_settings().rain_partition_days)
