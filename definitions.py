@@ -1,0 +1,66 @@
+"""The platform's single ``dg.Definitions``: every asset, check, job, sensor and resource.
+
+Loading this module must stay cheap and side-effect free (the UI reloads it often): it reads
+environment variables and builds objects, but opens no connection, file or Spark session.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import dagster as dg
+
+# BackfillPolicy is "beta" in 1.13 but is how single-run range backfills are declared; silence
+# it before the asset modules import, or it repeats in every log the UI shows.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+from dagster_duckdb import DuckDBResource
+
+from resources.coordinates import CoordinateRegistry
+from resources.object_store import object_io_manager_from, object_store_from
+from resources.openweathermap import OpenWeatherMapResource
+from resources.settings import LIVE, Settings, load_settings
+from resources.warehouse import WarehouseIOManager
+from sensors.rain import rain_minute_sensor
+from weather_assets.rain_assets import RAIN_ASSETS, RAIN_CHECKS, rain_minute_job
+from weather_assets.rain_retention import rain_retention_job, rain_retention_schedule
+
+
+def _secret(*names: str) -> dict[str, dg.EnvVar]:
+    """Map resource fields to the first set variable, as ``dg.EnvVar`` (resolved at run time)."""
+    for field, name in names:
+        if os.environ.get(name):
+            return {field: dg.EnvVar(name)}
+    return {}
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    keys = _secret(("api_keys", "OPENWEATHERMAP_API_KEYS"), ("api_key", "OPENWEATHERMAP_API_KEY"))
+    if settings.source_mode == LIVE and not keys:
+        # Unset on purpose: the run fails at start with Dagster naming the variable.
+        keys = {"api_key": dg.EnvVar("OPENWEATHERMAP_API_KEY")}
+    return {
+        "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
+        "object_io_manager": object_io_manager_from(settings),
+        "object_store": object_store_from(settings),
+        "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
+        "coordinates": CoordinateRegistry(locations_file=str(settings.locations_file)),
+        "openweathermap": OpenWeatherMapResource(
+            source_mode=settings.source_mode,
+            base_url=settings.openweathermap_base_url,
+            calls_per_minute=settings.openweathermap_calls_per_minute,
+            simulator_seed=settings.simulator_seed,
+            **(keys if settings.source_mode == LIVE else {}),
+        ),
+    }
+
+
+defs = dg.Definitions(
+    assets=[*RAIN_ASSETS],
+    asset_checks=[*RAIN_CHECKS],
+    jobs=[rain_minute_job, rain_retention_job],
+    sensors=[rain_minute_sensor],
+    schedules=[rain_retention_schedule],
+    resources=build_resources(load_settings()),
+)
