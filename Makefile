@@ -51,6 +51,7 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
+	$(BIN)/python benchmarks/definitions_load.py
 	$(BIN)/python benchmarks/rain_tick.py
 
 lint: install
