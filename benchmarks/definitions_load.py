@@ -35,8 +35,10 @@ def main() -> None:
         )
         walls.append(time.perf_counter() - start)
         imports.append(float(out.stdout.strip().splitlines()[-1]))
-    print(f"import + resolve definitions: median {statistics.median(imports):.2f} s "
-          f"(min {min(imports):.2f}, max {max(imports):.2f}) over {args.repeat} runs")
+    print(
+        f"import + resolve definitions: median {statistics.median(imports):.2f} s "
+        f"(min {min(imports):.2f}, max {max(imports):.2f}) over {args.repeat} runs"
+    )
     print(f"whole interpreter incl. start-up: median {statistics.median(walls):.2f} s")
 
 

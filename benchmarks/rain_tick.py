@@ -40,7 +40,12 @@ def write_locations(path: Path, n: int) -> None:
         writer.writerow(["location_id", "name", "lat", "lon"])
         for i in range(n):
             writer.writerow(
-                [f"loc{i:05d}", f"Place {i}", round(rng.uniform(-55, 70), 6), round(rng.uniform(-180, 180), 6)]
+                [
+                    f"loc{i:05d}",
+                    f"Place {i}",
+                    round(rng.uniform(-55, 70), 6),
+                    round(rng.uniform(-180, 180), 6),
+                ]
             )
 
 
@@ -87,7 +92,9 @@ def main() -> None:
         forecasts = forecasts_frame(((r.location, r.rows) for r in results), minute)
         totals = next_hour_precipitation(forecasts)
         write_like_io_manager(conn, "rain_forecasts", forecasts, "fetched_minute", naive_minute)
-        write_like_io_manager(conn, "rolling_precipitation_sum", totals, "window_start", naive_minute)
+        write_like_io_manager(
+            conn, "rolling_precipitation_sum", totals, "window_start", naive_minute
+        )
         t2 = time.perf_counter()
         _archive(store, minute, results)
         t3 = time.perf_counter()
@@ -104,14 +111,18 @@ def main() -> None:
 
     stored = conn.execute("select count(*) from weather.rain_forecasts").fetchone()[0]
     assert stored == rows, f"re-running the minute duplicated rows: {stored} != {rows}"
-    print(f"best fetch:           {best['fetch']:.2f} s = {len(locations) / best['fetch']:,.0f} calls/s")
+    print(
+        f"best fetch:           {best['fetch']:.2f} s = {len(locations) / best['fetch']:,.0f} calls/s"
+    )
     print(
         f"best transform+write: {best['transform+write']:.2f} s = "
         f"{rows / best['transform+write']:,.0f} rows/s (target <= 5 s)"
     )
     print(f"best archive:         {best['archive']:.2f} s")
     conn.close()
-    print(f"full minute via dg.materialize: {_materialize_once(work, locations_file, minute, args):.2f} s")
+    print(
+        f"full minute via dg.materialize: {_materialize_once(work, locations_file, minute, args):.2f} s"
+    )
 
 
 def _materialize_once(work: Path, locations_file: Path, minute: datetime, args) -> float:

@@ -27,13 +27,23 @@ def onecall_handler(rate_for):
         args = request.args
         assert args["exclude"] == "current,hourly,daily,alerts" and args["units"] == "metric"
         if args.get("appid") != FAKE_KEY:
-            body = {"cod": 401, "message": "Invalid API key. Please see https://openweathermap.org/faq#error401 for more info."}
+            body = {
+                "cod": 401,
+                "message": "Invalid API key. Please see https://openweathermap.org/faq#error401 for more info.",
+            }
             return Response(json.dumps(body), status=401, content_type="application/json")
         lat, lon = float(args["lat"]), float(args["lon"])
         now = int(datetime.now(UTC).timestamp()) // 60 * 60
-        body = {"lat": round(lat, 4), "lon": round(lon, 4), "timezone": "Etc/GMT", "timezone_offset": 0}
+        body = {
+            "lat": round(lat, 4),
+            "lon": round(lon, 4),
+            "timezone": "Etc/GMT",
+            "timezone_offset": 0,
+        }
         if lat > 0:  # the southern city has no nowcast, like regions the real API does not cover
-            body["minutely"] = [{"dt": now + 60 * i, "precipitation": rate_for(i)} for i in range(61)]
+            body["minutely"] = [
+                {"dt": now + 60 * i, "precipitation": rate_for(i)} for i in range(61)
+            ]
         return Response(json.dumps(body), content_type="application/json")
 
     return handle
@@ -66,8 +76,12 @@ def run(resources, instance):
     )
 
 
-def test_live_minute_and_the_key_is_stored_nowhere(live_resources, instance, httpserver, platform_env):
-    httpserver.expect_request("/data/3.0/onecall").respond_with_handler(onecall_handler(lambda i: 1.2))
+def test_live_minute_and_the_key_is_stored_nowhere(
+    live_resources, instance, httpserver, platform_env
+):
+    httpserver.expect_request("/data/3.0/onecall").respond_with_handler(
+        onecall_handler(lambda i: 1.2)
+    )
     result = run(live_resources, instance)
     assert result.success
     totals = result.asset_materializations_for_node("rolling_precipitation_sum")[0].metadata
@@ -81,7 +95,9 @@ def test_live_minute_and_the_key_is_stored_nowhere(live_resources, instance, htt
             assert FAKE_KEY.encode() not in path.read_bytes(), path
 
 
-def test_a_negative_rate_fails_the_blocking_check_and_stops_the_totals(live_resources, instance, httpserver):
+def test_a_negative_rate_fails_the_blocking_check_and_stops_the_totals(
+    live_resources, instance, httpserver
+):
     httpserver.expect_request("/data/3.0/onecall").respond_with_handler(
         onecall_handler(lambda i: -0.5 if i == 3 else 0.0)
     )
@@ -92,12 +108,19 @@ def test_a_negative_rate_fails_the_blocking_check_and_stops_the_totals(live_reso
     assert not result.asset_materializations_for_node("rolling_precipitation_sum")
 
 
-def test_a_rejected_key_fails_naming_the_variable(live_resources, instance, httpserver, monkeypatch):
-    httpserver.expect_request("/data/3.0/onecall").respond_with_handler(onecall_handler(lambda i: 0.0))
+def test_a_rejected_key_fails_naming_the_variable(
+    live_resources, instance, httpserver, monkeypatch
+):
+    httpserver.expect_request("/data/3.0/onecall").respond_with_handler(
+        onecall_handler(lambda i: 0.0)
+    )
     # dg.EnvVar resolves when the run starts, so the rotated (wrong) key is what gets sent.
     monkeypatch.setenv("OPENWEATHERMAP_API_KEY", "wrong-key")
     result = run(live_resources, instance)
     assert not result.success
     message = result.failure_data_for_node("rain_forecasts").error.message
-    assert "OPENWEATHERMAP_API_KEY was rejected by OpenWeatherMap (HTTP 401: Invalid API key" in message
+    assert (
+        "OPENWEATHERMAP_API_KEY was rejected by OpenWeatherMap (HTTP 401: Invalid API key"
+        in message
+    )
     assert "wrong-key" not in message
