@@ -21,10 +21,28 @@ from resources.coordinates import CoordinateRegistry
 from resources.object_store import object_io_manager_from, object_store_from
 from resources.openweathermap import OpenWeatherMapResource
 from resources.settings import LIVE, Settings, load_settings
+from resources.spark import spark_resource_from_env
+from resources.station_feed import StationFeed
 from resources.warehouse import WarehouseIOManager
 from sensors.rain import rain_minute_sensor
+from sensors.temperature import temperature_bootstrap_sensor
+from weather_assets.observation_assets import (
+    OBSERVATION_ASSETS,
+    observations_daily_job,
+    observations_daily_schedule,
+    spark_cluster_report,
+)
 from weather_assets.rain_assets import RAIN_ASSETS, RAIN_CHECKS, rain_minute_job
 from weather_assets.rain_retention import rain_retention_job, rain_retention_schedule
+from weather_assets.temperature_assets import (
+    TEMPERATURE_ASSETS,
+    TEMPERATURE_CHECKS,
+    temperature_actuals_job,
+    temperature_hourly_job,
+    temperature_hourly_schedule,
+    temperature_training_job,
+    temperature_training_schedule,
+)
 
 
 def _secret(*names: str) -> dict[str, dg.EnvVar]:
@@ -46,6 +64,14 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "object_store": object_store_from(settings),
         "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
         "coordinates": CoordinateRegistry(locations_file=str(settings.locations_file)),
+        "pyspark": spark_resource_from_env(),
+        "station_feed": StationFeed(
+            source_mode=settings.source_mode,
+            stations=settings.observation_stations,
+            base_url=settings.openweathermap_base_url,
+            simulator_seed=settings.simulator_seed,
+            **({"api_key": keys["api_key"]} if "api_key" in keys else {}),
+        ),
         "openweathermap": OpenWeatherMapResource(
             source_mode=settings.source_mode,
             base_url=settings.openweathermap_base_url,
@@ -57,10 +83,22 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 
 defs = dg.Definitions(
-    assets=[*RAIN_ASSETS],
-    asset_checks=[*RAIN_CHECKS],
-    jobs=[rain_minute_job, rain_retention_job],
-    sensors=[rain_minute_sensor],
-    schedules=[rain_retention_schedule],
+    assets=[*RAIN_ASSETS, *OBSERVATION_ASSETS, spark_cluster_report, *TEMPERATURE_ASSETS],
+    asset_checks=[*RAIN_CHECKS, *TEMPERATURE_CHECKS],
+    jobs=[
+        rain_minute_job,
+        rain_retention_job,
+        observations_daily_job,
+        temperature_actuals_job,
+        temperature_hourly_job,
+        temperature_training_job,
+    ],
+    sensors=[rain_minute_sensor, temperature_bootstrap_sensor],
+    schedules=[
+        rain_retention_schedule,
+        observations_daily_schedule,
+        temperature_hourly_schedule,
+        temperature_training_schedule,
+    ],
     resources=build_resources(load_settings()),
 )

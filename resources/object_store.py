@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
-from dagster_aws.s3 import S3PickleIOManager, S3Resource
 from pydantic import PrivateAttr
 
 from resources.settings import Settings
@@ -42,6 +41,9 @@ class ObjectStore(dg.ConfigurableResource):
 
     def _s3(self):
         if self._client is None:
+            # Imported on first use: dagster_aws costs ~1 s at definitions load.
+            from dagster_aws.s3 import S3Resource
+
             self._client = S3Resource(endpoint_url=self.endpoint_url).get_client()
         return self._client
 
@@ -124,6 +126,8 @@ def object_store_from(settings: Settings) -> ObjectStore:
 def object_io_manager_from(settings: Settings) -> dg.ConfigurableIOManager:
     """Pickled Python objects (models): ``S3PickleIOManager`` or the same layout on disk."""
     if settings.s3_bucket:
+        from dagster_aws.s3 import S3PickleIOManager, S3Resource
+
         return S3PickleIOManager(
             s3_resource=S3Resource(endpoint_url=settings.s3_endpoint_url),
             s3_bucket=settings.s3_bucket,

@@ -54,6 +54,7 @@ class Settings:
     simulator_seed: int
     rain_partition_days: int
     rain_raw_retention_hours: int
+    observation_stations: str
 
     @property
     def simulated(self) -> bool:
@@ -98,4 +99,7 @@ def load_settings() -> Settings:
         simulator_seed=_env_int("SIMULATOR_SEED", 0),
         rain_partition_days=partition_days,
         rain_raw_retention_hours=retention_hours,
+        observation_stations=_env(
+            "OBSERVATION_STATIONS", "office,amsterdam,rotterdam,eindhoven,groningen"
+        ),
     )

@@ -28,7 +28,8 @@ def test_every_asset_has_description_group_kinds_and_columns():
         assert spec.group_name and spec.group_name != "default", f"{name} has no group"
         assert spec.kinds, f"{name} has no kinds"
         assert "dagster/column_schema" in spec.metadata, f"{name} has no column metadata"
-        assert spec.metadata.get("schema") == spec.group_name, f"{name}: schema != group"
+        if "duckdb" in spec.kinds:
+            assert spec.metadata.get("schema") == spec.group_name, f"{name}: schema != group"
 
 
 def test_asset_keys_are_bare_names():
@@ -47,8 +48,9 @@ def test_import_has_no_side_effects(tmp_path):
         "real = socket.socket.connect\n"
         "socket.socket.connect = lambda self, addr: opened.append(str(addr)) or real(self, addr)\n"
         "import definitions\n"
-        "print(json.dumps({'spark': 'pyspark' in sys.modules and 'pyspark.sql.session' in sys.modules,"
-        " 'sockets': opened}))\n"
+        "from pyspark import SparkContext\n"
+        "print(json.dumps({'spark': SparkContext._active_spark_context is not None"
+        " or SparkContext._gateway is not None, 'sockets': opened}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
