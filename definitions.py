@@ -25,6 +25,7 @@ from resources.spark import spark_resource_from_env
 from resources.station_feed import StationFeed
 from resources.warehouse import WarehouseIOManager
 from sensors.rain import rain_minute_sensor
+from sensors.station_polls import station_poll_job, station_poll_sensor
 from sensors.temperature import temperature_bootstrap_sensor
 from weather_assets.observation_assets import (
     OBSERVATION_ASSETS,
@@ -92,8 +93,9 @@ defs = dg.Definitions(
         temperature_actuals_job,
         temperature_hourly_job,
         temperature_training_job,
+        station_poll_job,
     ],
-    sensors=[rain_minute_sensor, temperature_bootstrap_sensor],
+    sensors=[rain_minute_sensor, temperature_bootstrap_sensor, station_poll_sensor],
     schedules=[
         rain_retention_schedule,
         observations_daily_schedule,

@@ -1,8 +1,10 @@
 """Raw weather-station readings for the temperature pipeline, simulated or from OpenWeatherMap.
 
 Simulated: ``resources.simulators.weather_station`` (second-precision readings with the junk
-real feeds carry). Live: One Call 3.0 ``timemachine`` through the shared HTTP base, one call per
-station per hour, mapped to the same "as received" columns so the ETL cannot tell them apart.
+real feeds carry). Live: One Call 3.0 ``current``, polled once a minute per station
+(``poll_current``, stored by ``sensors.station_polls``), and ``timemachine`` (one call per
+station per hour) for the hours without polls; both go through the shared HTTP base and map to
+the same "as received" columns, so the ETL cannot tell them apart.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from resources.simulators.weather_station import raw_readings
 from weather_assets.locations import Location
 
 TIMEMACHINE_PATH = "/data/3.0/onecall/timemachine"
+ONECALL_PATH = "/data/3.0/onecall"
+CURRENT_EXCLUDE = "minutely,hourly,daily,alerts"
+OBSERVED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+HOUR = timedelta(hours=1)
 RAW_SCHEMA = {
     "station_id": pl.String,
     "observed_at": pl.String,
@@ -31,25 +37,96 @@ RAW_SCHEMA = {
 }
 
 
+def _reading_row(entry: dict, station_id: str) -> dict:
+    """One One Call 3.0 weather entry (``current`` or a ``data[]`` item) as a raw reading row."""
+    return {
+        "station_id": station_id,
+        "observed_at": datetime.fromtimestamp(int(entry["dt"]), UTC).strftime(OBSERVED_AT_FORMAT),
+        "temperature_c": entry.get("temp"),
+        "humidity_pct": entry.get("humidity"),
+        "pressure_hpa": entry.get("pressure"),
+        "wind_speed_ms": entry.get("wind_speed"),
+        "wind_deg": entry.get("wind_deg"),
+    }
+
+
 def timemachine_rows(payload: dict, station_id: str) -> list[dict]:
     """Map a One Call 3.0 timemachine answer (``data[]``) to raw reading rows."""
-    rows = []
-    for entry in payload.get("data") or []:
-        wind = entry.get("wind_speed")
-        rows.append(
-            {
-                "station_id": station_id,
-                "observed_at": datetime.fromtimestamp(int(entry["dt"]), UTC).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"
-                ),
-                "temperature_c": entry.get("temp"),
-                "humidity_pct": entry.get("humidity"),
-                "pressure_hpa": entry.get("pressure"),
-                "wind_speed_ms": wind,
-                "wind_deg": entry.get("wind_deg"),
-            }
+    return [_reading_row(entry, station_id) for entry in payload.get("data") or []]
+
+
+def current_rows(payload: dict, station_id: str) -> list[dict]:
+    """Map a One Call 3.0 answer with ``current`` to raw reading rows (one, or none without it)."""
+    current = payload.get("current")
+    return [_reading_row(current, station_id)] if current else []
+
+
+def _observed(column: str = "observed_at") -> pl.Expr:
+    return pl.col(column).str.to_datetime(OBSERVED_AT_FORMAT, time_zone="UTC", strict=False)
+
+
+def hours_without_polls(
+    polls: pl.DataFrame | None, station_ids: Sequence[str], start: datetime, end: datetime
+) -> dict[str, list[datetime]]:
+    """Per station, the hours ``start + k h`` in ``[start, end)`` with no poll observed in them.
+
+    Pure (no HTTP): these are the hours live mode asks timemachine for.
+    """
+    hours = []
+    hour = start
+    while hour < end:
+        hours.append(hour)
+        hour += HOUR
+    covered: dict[str, set[int]] = {s: set() for s in station_ids}
+    if polls is not None and polls.height:
+        stamp = _observed()
+        seen = (
+            polls.filter(pl.col("station_id").is_in(list(station_ids)))
+            .filter((stamp >= start) & (stamp < end))
+            .select(
+                "station_id",
+                ((stamp - pl.lit(start)).dt.total_seconds() // 3600).cast(pl.Int64).alias("k"),
+            )
+            .unique()
         )
-    return rows
+        for station_id, k in seen.iter_rows():
+            covered[station_id].add(k)
+    return {s: [h for k, h in enumerate(hours) if k not in covered[s]] for s in station_ids}
+
+
+def merge_polls_and_history(
+    polls: pl.DataFrame | None,
+    history: pl.DataFrame,
+    station_ids: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> pl.DataFrame:
+    """The window's raw readings: the polls of ``station_ids`` observed in ``[start, end)``
+    plus the timemachine ``history`` fetched for the hours without polls.
+
+    Pure (no HTTP). Repeated polls of the same observation (One Call updates ``current`` less
+    often than once a minute) are kept once; rows are ordered by station, then time.
+    """
+    frames = [history.select(list(RAW_SCHEMA)).cast(RAW_SCHEMA)]
+    if polls is not None and polls.height:
+        stamp = _observed()
+        frames.insert(
+            0,
+            polls.select(list(RAW_SCHEMA))
+            .cast(RAW_SCHEMA)
+            .filter(pl.col("station_id").is_in(list(station_ids)))
+            .filter((stamp >= start) & (stamp < end))
+            .unique(maintain_order=True),
+        )
+    order = {s: i for i, s in enumerate(station_ids)}
+    merged = pl.concat(frames)
+    return (
+        merged.with_columns(
+            pl.col("station_id").replace_strict(order, default=len(order)).alias("_order")
+        )
+        .sort("_order", "observed_at", maintain_order=True)
+        .drop("_order")
+    )
 
 
 class StationFeed(dg.ConfigurableResource):
@@ -77,14 +154,64 @@ class StationFeed(dg.ConfigurableResource):
         return [by_id[s] for s in self.station_ids()]
 
     def readings(
-        self, stations: Sequence[Location], start: datetime, end: datetime
+        self,
+        stations: Sequence[Location],
+        start: datetime,
+        end: datetime,
+        polls: pl.DataFrame | None = None,
     ) -> pl.DataFrame:
-        """Readings observed in ``[start, end)`` (UTC), as received."""
+        """Readings observed in ``[start, end)`` (UTC), as received.
+
+        Live mode: ``polls`` (stored minute polls, e.g. ``sensors.station_polls.read_polls``)
+        are used where there are any; timemachine is called only for the hours of the window
+        in which a station has no poll. Simulated mode ignores ``polls``.
+        """
         if self.source_mode == SIMULATED:
             return self._simulated(stations, start, end)
         if self.source_mode == LIVE:
-            return self._live(stations, start, end)
+            return self._live(stations, start, end, polls)
         raise dg.Failure(f"SOURCE_MODE must be simulated or live, got {self.source_mode!r}")
+
+    def poll_current(self, stations: Sequence[Location]) -> pl.DataFrame:
+        """The stations' current weather (One Call 3.0 ``current``), one call each; live only.
+
+        ``GET /data/3.0/onecall?lat=..&lon=..&exclude=minutely,hourly,daily,alerts&units=metric``
+        through the shared HTTP base (rate limit per key, retries). An ``ApiError`` that
+        survives the retries is raised: that minute's poll fails as a whole.
+        """
+        if self.source_mode != LIVE:
+            raise dg.Failure(
+                f"station polling is live-only (SOURCE_MODE=live), not {self.source_mode!r}: "
+                "simulated readings come from the simulator, day by day"
+            )
+        rows: list[dict] = []
+        with self._http("live station polling") as http:
+            for station in stations:
+                payload = http.get_json(
+                    ONECALL_PATH,
+                    params={
+                        "lat": f"{station.lat:.6f}",
+                        "lon": f"{station.lon:.6f}",
+                        "exclude": CURRENT_EXCLUDE,
+                        "units": "metric",
+                        "appid": self.api_key,
+                    },
+                )
+                rows.extend(current_rows(payload, station.location_id))
+        return pl.DataFrame(rows, schema=RAW_SCHEMA)
+
+    def _http(self, purpose: str) -> HttpClient:
+        """The One Call client of live mode: rate limit per key, retries, redaction."""
+        if not self.api_key:
+            raise dg.Failure(f"OPENWEATHERMAP_API_KEY is not set: {purpose} needs it")
+        return HttpClient(
+            service="OpenWeatherMap",
+            base_url=self.base_url,
+            key_env_var="OPENWEATHERMAP_API_KEY",
+            secrets=[self.api_key],
+            retry=RetryPolicy(),
+            rate_limiter=TokenBucket.per_minute(self.calls_per_minute),
+        )
 
     def _simulated(self, stations, start: datetime, end: datetime) -> pl.DataFrame:
         frames = []
@@ -110,32 +237,28 @@ class StationFeed(dg.ConfigurableResource):
         )
         return frame.filter((stamp >= start) & (stamp < end))
 
-    def _live(self, stations, start: datetime, end: datetime) -> pl.DataFrame:
-        if not self.api_key:
-            raise dg.Failure("OPENWEATHERMAP_API_KEY is not set: live station history needs it")
-        http = HttpClient(
-            service="OpenWeatherMap",
-            base_url=self.base_url,
-            key_env_var="OPENWEATHERMAP_API_KEY",
-            secrets=[self.api_key],
-            retry=RetryPolicy(),
-            rate_limiter=TokenBucket.per_minute(self.calls_per_minute),
-        )
+    def _live(
+        self, stations, start: datetime, end: datetime, polls: pl.DataFrame | None
+    ) -> pl.DataFrame:
+        ids = [s.location_id for s in stations]
+        missing = hours_without_polls(polls, ids, start, end)
         rows: list[dict] = []
-        with http:
-            for station in stations:
-                hour = start
-                while hour < end:
-                    payload = http.get_json(
-                        TIMEMACHINE_PATH,
-                        params={
-                            "lat": f"{station.lat:.6f}",
-                            "lon": f"{station.lon:.6f}",
-                            "dt": int(hour.timestamp()),
-                            "units": "metric",
-                            "appid": self.api_key,
-                        },
-                    )
-                    rows.extend(timemachine_rows(payload, station.location_id))
-                    hour += timedelta(hours=1)
-        return pl.DataFrame(rows, schema=RAW_SCHEMA)
+        if any(missing.values()):
+            with self._http("live station history") as http:
+                for station in stations:
+                    for hour in missing[station.location_id]:
+                        payload = http.get_json(
+                            TIMEMACHINE_PATH,
+                            params={
+                                "lat": f"{station.lat:.6f}",
+                                "lon": f"{station.lon:.6f}",
+                                "dt": int(hour.timestamp()),
+                                "units": "metric",
+                                "appid": self.api_key,
+                            },
+                        )
+                        rows.extend(timemachine_rows(payload, station.location_id))
+        history = pl.DataFrame(rows, schema=RAW_SCHEMA)
+        if polls is None:
+            return history  # no polls at all: timemachine only, as before
+        return merge_polls_and_history(polls, history, ids, start, end)

@@ -15,6 +15,8 @@ from pyspark.sql import functions as F
 
 from resources.coordinates import CoordinateRegistry
 from resources.object_store import ObjectStore
+from resources.poll_store import read_polls
+from resources.settings import LIVE
 from resources.simulators.weather_station import to_csv_bytes
 from resources.spark import cluster_facts, to_spark_uri
 from resources.station_feed import StationFeed
@@ -106,7 +108,9 @@ def weather_observations_raw(
     rows, uris = 0, []
     for day in _days(context):
         start = datetime.fromisoformat(day).replace(tzinfo=UTC)
-        frame = station_feed.readings(stations, start, start + timedelta(days=1))
+        end = start + timedelta(days=1)
+        polls = read_polls(object_store, start, end) if station_feed.source_mode == LIVE else None
+        frame = station_feed.readings(stations, start, end, polls=polls)
         key = object_store.key(RAW_PREFIX, f"observed_date={day}", "readings.csv")
         uris.append(object_store.put_bytes(key, to_csv_bytes(frame), content_type="text/csv"))
         rows += frame.height

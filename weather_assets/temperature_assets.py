@@ -16,6 +16,8 @@ from dagster_duckdb import DuckDBResource
 
 from resources.coordinates import CoordinateRegistry
 from resources.object_store import ObjectStore
+from resources.poll_store import read_polls
+from resources.settings import LIVE
 from resources.station_feed import StationFeed
 from resources.warehouse import DUCKDB_POOL
 from weather_assets import observations_polars
@@ -143,6 +145,7 @@ def temperature_actuals(
     context: dg.AssetExecutionContext,
     station_feed: StationFeed,
     coordinates: CoordinateRegistry,
+    object_store: ObjectStore,
 ) -> pl.DataFrame:
     """The office's observed hourly mean temperature, once the hour is complete.
 
@@ -153,7 +156,9 @@ def temperature_actuals(
     window = context.partition_time_window
     if window.end > datetime.now(UTC):
         raise dg.Failure(f"hour {window.start:%Y-%m-%d %H:%M} UTC is not complete yet")
-    raw = station_feed.readings(office, window.start, window.end)
+    live = station_feed.source_mode == LIVE
+    polls = read_polls(object_store, window.start, window.end) if live else None
+    raw = station_feed.readings(office, window.start, window.end, polls=polls)
     clean, counts = observations_polars.clean_observations(raw)
     hourly = observations_polars.aggregate(clean, 60)
     actuals = hourly.select(
