@@ -48,13 +48,24 @@ def next_minute_tick(cursor: str | None, now: datetime) -> MinuteTick:
     description="Requests the current UTC minute of the rain stream, once (run key = minute).",
 )
 def rain_minute_sensor(context: dg.SensorEvaluationContext):
+    return request_current_minute(
+        context, gap_note="they stay missing (a past nowcast cannot be fetched)", partitioned=True
+    )
+
+
+def request_current_minute(
+    context: dg.SensorEvaluationContext, *, gap_note: str, partitioned: bool
+) -> dg.RunRequest | dg.SkipReason:
+    """One run per UTC minute (run key = minute), logging any minutes the sensor missed."""
     tick = next_minute_tick(context.cursor, utcnow())
     if tick.partition_key is None:
         return dg.SkipReason(tick.reason)
     if tick.skipped_minutes:
         context.log.warning(
-            f"resuming at {tick.partition_key} after {tick.skipped_minutes} unrequested minutes; "
-            "they stay missing (a past nowcast cannot be fetched)"
+            f"resuming at {tick.partition_key} after {tick.skipped_minutes} unrequested "
+            f"minutes; {gap_note}"
         )
     context.update_cursor(tick.partition_key)
-    return dg.RunRequest(run_key=tick.partition_key, partition_key=tick.partition_key)
+    return dg.RunRequest(
+        run_key=tick.partition_key, partition_key=tick.partition_key if partitioned else None
+    )

@@ -19,7 +19,7 @@ from resources.object_store import ObjectStore
 from resources.poll_store import poll_key, to_json_lines
 from resources.settings import LIVE, load_settings
 from resources.station_feed import StationFeed
-from sensors.rain import next_minute_tick
+from sensors.rain import request_current_minute
 from weather_assets.rain import floor_minute
 
 
@@ -67,13 +67,6 @@ def station_poll_sensor(context: dg.SensorEvaluationContext):
     mode = load_settings().source_mode
     if mode != LIVE:
         return dg.SkipReason(f"station polling is live-only; SOURCE_MODE is {mode}")
-    tick = next_minute_tick(context.cursor, utcnow())
-    if tick.partition_key is None:
-        return dg.SkipReason(tick.reason)
-    if tick.skipped_minutes:
-        context.log.warning(
-            f"resuming station polls at {tick.partition_key} after {tick.skipped_minutes} "
-            "unpolled minutes; their hours fall back to timemachine"
-        )
-    context.update_cursor(tick.partition_key)
-    return dg.RunRequest(run_key=tick.partition_key)
+    return request_current_minute(
+        context, gap_note="their hours fall back to timemachine", partitioned=False
+    )

@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+import sensors.rain as rain_sensors
 import sensors.station_polls as polls_module
 from resources.coordinates import CoordinateRegistry
 from resources.object_store import ObjectStore
@@ -179,7 +180,7 @@ def test_a_rerun_of_the_minute_overwrites_its_object(httpserver, platform_env, m
 
 
 def evaluate(monkeypatch, now: datetime, cursor: str | None, instance):
-    monkeypatch.setattr(polls_module, "utcnow", lambda: now)
+    monkeypatch.setattr(rain_sensors, "utcnow", lambda: now)
     context = dg.build_sensor_context(cursor=cursor, instance=instance)
     return station_poll_sensor(context), context
 
