@@ -63,7 +63,12 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
         "object_io_manager": object_io_manager_from(settings),
         "object_store": object_store_from(settings),
-        "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
+        # No replacement scans: a missing table must be an error, never a Python variable of
+        # the same name (asset functions are named like their tables).
+        "warehouse": DuckDBResource(
+            database=str(settings.warehouse_path),
+            connection_config={"python_enable_replacements": False},
+        ),
         "coordinates": CoordinateRegistry(locations_file=str(settings.locations_file)),
         "pyspark": spark_resource_from_env(),
         "station_feed": StationFeed(

@@ -56,6 +56,11 @@ def test_raw_to_accuracy(resources, instance):
     run([actuals], tags=ranged("2026-11-15-00:00", "2026-11-16-06:00"))
     run([predictions], tags=ranged("2026-11-16-00:00", "2026-11-16-05:00"))
     run([predictions], partition_key="2026-11-16-05:00")  # a re-run keeps one row
+    # The first hour has no earlier prediction: no row, no failed run, and the MSE check (whose
+    # table does not exist yet) passes saying nothing was scored.
+    first = run([accuracy], partition_key="2026-11-16-00:00")
+    (check,) = first.get_asset_check_evaluations()
+    assert check.passed and check.metadata["scored_hours"].value == 0
     scored = run([accuracy], tags=ranged("2026-11-16-01:00", "2026-11-16-06:00"))
     assert scored.asset_materializations_for_node("temperature_accuracy")[0].metadata["mse_24h"]
 
