@@ -1,0 +1,1 @@
+"""ESIOS domain: indicator 460 (peninsular demand forecast); pure transforms in ``transform``."""

@@ -1,0 +1,168 @@
+"""Pure polars transforms of ESIOS indicator 460 payloads (no Dagster imports).
+
+Spain publishes the forecast in local wall time (Europe/Madrid), which repeats 02:00-02:59 on
+the autumn DST day and skips it in spring. The export keeps Spain's wall-time strings as
+published; the warehouse additionally keeps the UTC instant and the offset, so every hour stays
+unique and months can be cut exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+__all__ = [
+    "EXPORT_COLUMNS",
+    "MADRID",
+    "demand_forecast_frame",
+    "expected_hours",
+    "export_frame",
+    "month_bounds_utc",
+]
+
+MADRID = ZoneInfo("Europe/Madrid")
+EXPORT_COLUMNS = ("name", "id", "datetime", "demand_forecast", "update_timestamp")
+WALL_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+SCHEMA = {
+    "name": pl.String,
+    "id": pl.Int64,
+    "datetime": pl.String,
+    "demand_forecast": pl.Float64,
+    "update_timestamp": pl.String,
+    "datetime_utc": pl.Datetime("us"),
+    "utc_offset_minutes": pl.Int32,
+}
+
+
+def _parse_instant(raw: Any, what: str) -> datetime:
+    """An aware datetime from an ISO 8601 string ("Z" or an offset required)."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError(f"{what} must be an ISO 8601 string, got {raw!r}")
+    try:
+        parsed = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ValueError(f"{what} is not an ISO 8601 timestamp: {raw!r}") from None
+    if parsed.utcoffset() is None:
+        raise ValueError(f"{what} has no UTC offset, so its instant is ambiguous: {raw!r}")
+    return parsed
+
+
+def _offset_minutes(moment: datetime) -> int:
+    offset = moment.utcoffset()
+    assert offset is not None
+    return int(offset.total_seconds() // 60)
+
+
+def demand_forecast_frame(payload: dict) -> pl.DataFrame:
+    """One row per published hour, sorted by its UTC instant.
+
+    Columns: EXPORT_COLUMNS, then ``datetime_utc`` (naive UTC) and ``utc_offset_minutes``.
+    ``datetime`` is the wall time Spain published (its ``datetime`` without the offset);
+    when a value lacks ``datetime``, it is derived from ``datetime_utc`` in Europe/Madrid.
+    Raises ValueError naming the problem rather than loading a half-understood payload.
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("indicator"), dict):
+        raise ValueError("ESIOS payload has no 'indicator' object")
+    indicator = payload["indicator"]
+    values = indicator.get("values")
+    if not isinstance(values, list):
+        raise ValueError("ESIOS payload has no 'indicator.values' list")
+    name = indicator.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"indicator.name must be a non-empty string, got {name!r}")
+    indicator_id = indicator.get("id")
+    if isinstance(indicator_id, bool) or not isinstance(indicator_id, int):
+        raise ValueError(f"indicator.id must be an integer, got {indicator_id!r}")
+
+    updated_raw = indicator.get("values_updated_at")
+    update_timestamp = (
+        None
+        if updated_raw is None
+        else _parse_instant(updated_raw, "indicator.values_updated_at").strftime(WALL_TIME_FORMAT)
+    )
+
+    wall_times: list[str] = []
+    forecasts: list[float] = []
+    instants: list[datetime] = []
+    offsets: list[int] = []
+    for i, item in enumerate(values):
+        where = f"indicator.values[{i}]"
+        if not isinstance(item, dict):
+            raise ValueError(f"{where} is not an object: {item!r}")
+        if item.get("datetime_utc") is None:
+            raise ValueError(f"{where} has no datetime_utc")
+        instant = _parse_instant(item["datetime_utc"], f"{where}.datetime_utc").astimezone(UTC)
+        value = item.get("value")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"{where} ({item['datetime_utc']}) has a non-numeric value: {value!r}")
+        if item.get("datetime") is None:
+            local = instant.astimezone(MADRID)
+        else:
+            local = _parse_instant(item["datetime"], f"{where}.datetime")
+            if local != instant:  # aware comparison: same instant whatever the offsets
+                raise ValueError(
+                    f"{where}: datetime {item['datetime']!r} and datetime_utc "
+                    f"{item['datetime_utc']!r} are different instants"
+                )
+        wall_times.append(local.strftime(WALL_TIME_FORMAT))
+        forecasts.append(float(value))
+        instants.append(instant.replace(tzinfo=None))
+        offsets.append(_offset_minutes(local))
+
+    n = len(values)
+    frame = pl.DataFrame(
+        {
+            "name": [name] * n,
+            "id": [indicator_id] * n,
+            "datetime": wall_times,
+            "demand_forecast": forecasts,
+            "update_timestamp": [update_timestamp] * n,
+            "datetime_utc": instants,
+            "utc_offset_minutes": offsets,
+        },
+        schema=SCHEMA,
+    )
+    return frame.sort("datetime_utc")
+
+
+def export_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Exactly the five published columns, in the export's order (drops the UTC helpers)."""
+    return frame.select(EXPORT_COLUMNS)
+
+
+def _month_start(month_start: date) -> date:
+    if month_start.day != 1:
+        raise ValueError(f"month_start must be the first day of a month, got {month_start}")
+    return date(month_start.year, month_start.month, 1)
+
+
+def _next_month(month_start: date) -> date:
+    return (month_start.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def month_bounds_utc(month_start: date) -> tuple[datetime, datetime]:
+    """Naive UTC [start, end) of the Spanish local month: local midnight of its first day to
+    local midnight of the next month's first day (e.g. 2017-01 -> 2016-12-31 23:00, 2017-01-31
+    23:00). Half-open, so consecutive months tile without overlap."""
+    first = _month_start(month_start)
+
+    def utc_midnight(day: date) -> datetime:
+        local = datetime(day.year, day.month, day.day, tzinfo=MADRID)
+        return local.astimezone(UTC).replace(tzinfo=None)
+
+    return utc_midnight(first), utc_midnight(_next_month(first))
+
+
+def expected_hours(month_start: date) -> int:
+    """Local hours in the month in Europe/Madrid: 24 per day, 743 in March, 745 in October."""
+    start, end = month_bounds_utc(month_start)
+    return int((end - start) // timedelta(hours=1))
