@@ -9,12 +9,13 @@ export DATA_DIR ?= data
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 DAGSTER_PORT ?= 3000
 
-.PHONY: help install dagster-home run demo rain test bench lint format clean
+.PHONY: help install dagster-home esios-backfill run demo rain test bench lint format clean
 
 help:
 	@echo "make run     set up, then start Dagster (UI on http://localhost:$(DAGSTER_PORT)) with the minute sensor on"
 	@echo "make demo    materialize the current minute once and print the next-hour rain table"
 	@echo "make rain    print the latest next-hour rain numbers from the warehouse"
+	@echo "make esios-backfill   load the ESIOS brief's range (2017-2018) into DuckDB, SQL and CSV"
 	@echo "make test    set up, then run the whole test suite"
 	@echo "make bench   run the benchmarks in benchmarks/ (not part of CI)"
 	@echo "make lint    ruff check + ruff format --check"
@@ -35,7 +36,16 @@ dagster-home:
 	@cp dagster.yaml.template "$(DAGSTER_HOME)/dagster.yaml"
 	@echo "DAGSTER_HOME=$(DAGSTER_HOME) (dagster.yaml: duckdb pool limit 1, run queue)"
 
+# The ESIOS brief's range (2017-2018, 24 monthly partitions in one run), then its CSV. Creates
+# the SQL target table first (the load itself never creates it).
+esios-backfill: install dagster-home
+	$(BIN)/python -m resources.sql_setup
+	$(BIN)/dagster asset materialize -m definitions \
+		--select esios_demand_forecast,demand_forecast_esios --partition-range 2017-01-01...2018-12-01
+	$(BIN)/dagster asset materialize -m definitions --select esios_demand_forecast_csv
+
 run: install dagster-home
+	@$(MAKE) --no-print-directory esios-backfill || echo "ESIOS backfill failed (see above); starting Dagster anyway"
 	$(BIN)/dagster dev -w workspace.yaml -p $(DAGSTER_PORT)
 
 demo: install dagster-home

@@ -17,13 +17,17 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from dagster_duckdb import DuckDBResource
 
+from esios_assets.assets import ESIOS_ASSETS, ESIOS_CHECKS
 from resources.coordinates import CoordinateRegistry
+from resources.esios import EsiosResource
 from resources.object_store import object_io_manager_from, object_store_from
 from resources.openweathermap import OpenWeatherMapResource
 from resources.settings import LIVE, Settings, load_settings
 from resources.spark import spark_resource_from_env
+from resources.sql import SqlDatabase, default_sqlite_url
 from resources.station_feed import StationFeed
 from resources.warehouse import WarehouseIOManager
+from sensors.alerts import run_failure_alert_sensor
 from sensors.rain import rain_minute_sensor
 from sensors.station_polls import station_poll_job, station_poll_sensor
 from sensors.temperature import temperature_bootstrap_sensor
@@ -78,6 +82,22 @@ def build_resources(settings: Settings) -> dict[str, object]:
             simulator_seed=settings.simulator_seed,
             **({"api_key": keys["api_key"]} if "api_key" in keys else {}),
         ),
+        "esios": EsiosResource(
+            source_mode=settings.source_mode,
+            base_url=settings.esios_base_url,
+            simulator_seed=settings.simulator_seed,
+            **(
+                {"api_token": dg.EnvVar("ESIOS_API_TOKEN")}
+                if settings.source_mode == LIVE or os.environ.get("ESIOS_API_TOKEN")
+                else {}
+            ),
+        ),
+        # The URL may carry a password: an EnvVar, resolved at run time, never logged.
+        "sql_database": SqlDatabase(
+            url=dg.EnvVar("SQL_DATABASE_URL")
+            if os.environ.get("SQL_DATABASE_URL")
+            else default_sqlite_url(settings.data_dir)
+        ),
         "openweathermap": OpenWeatherMapResource(
             source_mode=settings.source_mode,
             base_url=settings.openweathermap_base_url,
@@ -89,8 +109,14 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 
 defs = dg.Definitions(
-    assets=[*RAIN_ASSETS, *OBSERVATION_ASSETS, spark_cluster_report, *TEMPERATURE_ASSETS],
-    asset_checks=[*RAIN_CHECKS, *TEMPERATURE_CHECKS],
+    assets=[
+        *RAIN_ASSETS,
+        *OBSERVATION_ASSETS,
+        spark_cluster_report,
+        *TEMPERATURE_ASSETS,
+        *ESIOS_ASSETS,
+    ],
+    asset_checks=[*RAIN_CHECKS, *TEMPERATURE_CHECKS, *ESIOS_CHECKS],
     jobs=[
         rain_minute_job,
         rain_retention_job,
@@ -100,7 +126,12 @@ defs = dg.Definitions(
         temperature_training_job,
         station_poll_job,
     ],
-    sensors=[rain_minute_sensor, temperature_bootstrap_sensor, station_poll_sensor],
+    sensors=[
+        rain_minute_sensor,
+        temperature_bootstrap_sensor,
+        station_poll_sensor,
+        run_failure_alert_sensor,
+    ],
     schedules=[
         rain_retention_schedule,
         observations_daily_schedule,

@@ -16,6 +16,7 @@ LIVE = "live"
 SOURCE_MODES = (SIMULATED, LIVE)
 
 OPENWEATHERMAP_BASE_URL = "https://api.openweathermap.org"
+ESIOS_BASE_URL = "https://api.esios.ree.es"
 
 
 class SettingsError(ValueError):
@@ -55,6 +56,7 @@ class Settings:
     rain_partition_days: int
     rain_raw_retention_hours: int
     observation_stations: str
+    esios_base_url: str
 
     @property
     def simulated(self) -> bool:
@@ -102,4 +104,5 @@ def load_settings() -> Settings:
         observation_stations=_env(
             "OBSERVATION_STATIONS", "office,amsterdam,rotterdam,eindhoven,groningen"
         ),
+        esios_base_url=_env("ESIOS_BASE_URL", ESIOS_BASE_URL),
     )
