@@ -1,4 +1,4 @@
-"""Bootstraps the temperature forecast on a fresh instance, so nobody has to touch it.
+"""Bootstraps the temperature forecast on a fresh instance, and refills it after downtime.
 
 The hourly schedule needs a model and the last 24 observed hours, and the daily model needs
 six days of hourly observations (five to train on, one to score it). On a fresh platform none
@@ -19,6 +19,7 @@ from weather_assets.temperature_assets import (
 
 BOOTSTRAP_DAYS = 6
 BOOTSTRAP_HOURS = 25
+SCHEDULE_GRACE_MINUTES = 10
 DAY_FORMAT = "%Y-%m-%d"
 HOUR_FORMAT = "%Y-%m-%d-%H:%M"
 
@@ -55,7 +56,10 @@ def next_bootstrap_step(
         return BootstrapStep(observations_daily_job.name, missing_days[0], missing_days[-1])
     if not has_model:
         return BootstrapStep(temperature_training_job.name, days[-1], days[-1])
-    last_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    # The hour that just ended belongs to the hourly schedule (minute 2); the sensor only steps in
+    # for it after SCHEDULE_GRACE_MINUTES, e.g. when the schedule's run failed or was skipped.
+    hours_back = 1 if now.minute >= SCHEDULE_GRACE_MINUTES else 2
+    last_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours_back)
     hours = [
         (last_hour - timedelta(hours=i)).strftime(HOUR_FORMAT) for i in range(BOOTSTRAP_HOURS)
     ][::-1]

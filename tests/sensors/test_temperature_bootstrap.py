@@ -48,3 +48,10 @@ def test_sensor_requests_a_ranged_run_with_a_stable_run_key(monkeypatch, instanc
     assert request.run_key == "bootstrap:observations_daily_job:2026-11-16...2026-11-21"
     assert request.tags["dagster/asset_partition_range_start"] == "2026-11-16"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-11-21"
+
+
+def test_the_just_ended_hour_is_left_to_the_schedule_for_ten_minutes():
+    early = NOW.replace(minute=5)
+    hours = (HOURS - {"2026-11-22-15:00"}) | {"2026-11-21-14:00"}
+    step = next_bootstrap_step(early, DAYS, True, hours, set())
+    assert (step.job_name, step.first) == ("temperature_hourly_job", "2026-11-22-14:00")
