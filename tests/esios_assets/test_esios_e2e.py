@@ -146,3 +146,37 @@ def test_each_check_fails_on_bad_data(resources, instance):
         "esios_values_plausible": False,
         "esios_schema": False,
     }
+
+
+def test_reconciliation_checks_fail_when_a_copy_drifts(resources, instance):
+    from sqlalchemy import text
+
+    from esios_assets.assets import (
+        demand_forecast_esios_matches_warehouse,
+        esios_csv_matches_warehouse,
+    )
+
+    reconciliation = [demand_forecast_esios_matches_warehouse, esios_csv_matches_warehouse]
+    selection = [esios_demand_forecast, demand_forecast_esios]
+    assert materialize(resources, instance, selection, tags=month("2017-01-01")).success
+    assert materialize(resources, instance, [esios_demand_forecast_csv]).success
+    with resources["sql_database"].engine().begin() as conn:
+        conn.execute(
+            text(
+                "delete from demand_forecast_esios where datetime_utc in "
+                "(select datetime_utc from demand_forecast_esios limit 3)"
+            )
+        )
+    csv_path().write_text("name,id\n")
+    result = dg.materialize(
+        [*ESIOS_ASSETS, *reconciliation],
+        selection=dg.AssetSelection.checks(*reconciliation),
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {
+        "demand_forecast_esios_matches_warehouse": False,
+        "esios_csv_matches_warehouse": False,
+    }
