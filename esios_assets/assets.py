@@ -56,11 +56,12 @@ _WAREHOUSE_COLUMNS = [
 ]
 
 
-def _months(context: dg.AssetExecutionContext) -> list[date]:
-    window = context.partition_time_window
-    months, current = [], window.start
-    while current < window.end:
-        months.append(current.date())
+def _months(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> list[date]:
+    """The run's months, from its partition keys (a checks-only run has no time window)."""
+    keys = context.partition_key_range
+    months, current = [], date.fromisoformat(keys.start)
+    while current <= date.fromisoformat(keys.end):
+        months.append(current)
         current = (current.replace(day=28) + timedelta(days=4)).replace(day=1)
     return months
 
@@ -174,12 +175,7 @@ def _partition_frame(context: dg.AssetCheckExecutionContext, warehouse: DuckDBRe
             return None, []
         frame = conn.execute("select * from esios.esios_demand_forecast").pl()
     if op_context.has_partition_key or op_context.has_partition_key_range:
-        # Keys, not the time window: a checks-only run has no partitions definition.
-        keys = op_context.partition_key_range
-        months, current = [], date.fromisoformat(keys.start)
-        while current <= date.fromisoformat(keys.end):
-            months.append(current)
-            current = (current.replace(day=28) + timedelta(days=4)).replace(day=1)
+        months = _months(op_context)
     else:
         months = sorted({d.replace(day=1) for d in frame["datetime_local"].dt.date().to_list()})
     start, end = month_bounds_utc(months[0])[0], month_bounds_utc(months[-1])[1]
