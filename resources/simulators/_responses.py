@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Mapping
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
 import requests
+from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -63,3 +65,49 @@ def build_response(
     response.elapsed = timedelta(0)
     response.connection = connection
     return response
+
+
+class SimulatorAdapter(BaseAdapter):
+    """Base of the in-process API simulators: counts calls and turns ``answer()`` into a
+    ``requests.Response``, so each simulator only says what its API would answer."""
+
+    server_headers: Mapping[str, str] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._calls = 0
+
+    @property
+    def calls(self) -> int:
+        """Total requests answered (any status)."""
+        return self._calls
+
+    def answer(self, request: requests.PreparedRequest) -> tuple[int, Any, str | None]:
+        """``(status, body, content type or None for JSON)`` for one request."""
+        raise NotImplementedError
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | None = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """Answer one request; never touches the network."""
+        with self._lock:
+            self._calls += 1
+        status, body, content_type = self.answer(request)
+        return build_response(
+            request,
+            status,
+            body,
+            headers=self.server_headers,
+            content_type=content_type or JSON_CONTENT_TYPE,
+            connection=self,
+        )
+
+    def close(self) -> None:
+        """Nothing to release: no sockets, no pools."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -29,9 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
-from requests.adapters import BaseAdapter
 
-from resources.simulators._responses import build_response
+from resources.simulators._responses import SimulatorAdapter
 
 __all__ = [
     "ACCESS_DENIED_BODY",
@@ -203,11 +201,13 @@ def _error(status: int, message: str) -> tuple[int, dict[str, Any], str | None]:
     return status, {"message": message, "status": status}, None
 
 
-class EsiosSimulator(BaseAdapter):
+class EsiosSimulator(SimulatorAdapter):
     """Transport adapter answering ``GET /indicators/460`` like api.esios.ree.es.
 
     Thread-safe and stateless apart from a call counter.
     """
+
+    server_headers = _SERVER_HEADERS
 
     def __init__(self, *, seed: int = 0, is_valid_key: Callable[[str], bool] | None = None):
         """
@@ -218,35 +218,10 @@ class EsiosSimulator(BaseAdapter):
         super().__init__()
         self.seed = int(seed)
         self._is_valid_key = is_valid_key or bool
-        self._lock = threading.Lock()
-        self._calls = 0
 
-    @property
-    def calls(self) -> int:
-        """Total requests answered (any status)."""
-        return self._calls
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: float | tuple[float, float] | None = None,
-        verify: bool | str = True,
-        cert: str | tuple[str, str] | None = None,
-        proxies: dict[str, str] | None = None,
-    ) -> requests.Response:
-        """Answer one request; never touches the network."""
-        status, body, content_type = self._answer(request)
-        kwargs = {"content_type": content_type} if content_type else {}
-        return build_response(
-            request, status, body, headers=_SERVER_HEADERS, connection=self, **kwargs
-        )
-
-    def _answer(
+    def answer(
         self, request: requests.PreparedRequest
     ) -> tuple[int, bytes | dict[str, Any], str | None]:
-        with self._lock:
-            self._calls += 1
         url = urlsplit(request.url or "")
         # Authentication comes first, as in Rails: even a wrong path is refused without a key.
         key = (request.headers.get("x-api-key") or "").strip()
@@ -271,6 +246,3 @@ class EsiosSimulator(BaseAdapter):
         if end < start:
             return _error(400, "end_date is before start_date")
         return 200, indicator_460_payload(start, end, seed=self.seed), None
-
-    def close(self) -> None:
-        """Nothing to release: no sockets, no pools."""

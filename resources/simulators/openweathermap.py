@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import operator
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,9 +26,8 @@ from urllib.parse import unquote_plus, urlsplit
 
 import numpy as np
 import requests
-from requests.adapters import BaseAdapter
 
-from resources.simulators._responses import build_response
+from resources.simulators._responses import SimulatorAdapter
 from resources.simulators.rain_field import has_nowcast, rain_rate_mm_per_h
 
 ONECALL_PATH = "/data/3.0/onecall"
@@ -179,11 +177,13 @@ def onecall_json(
     return f'{head},"minutely":[{entries}]}}'.encode()
 
 
-class OneCallSimulator(BaseAdapter):
+class OneCallSimulator(SimulatorAdapter):
     """Transport adapter answering One Call 3.0 requests like api.openweathermap.org.
 
     Thread-safe: one instance can serve a session shared by a thread pool.
     """
+
+    server_headers = _SERVER_HEADERS
 
     def __init__(
         self,
@@ -214,16 +214,9 @@ class OneCallSimulator(BaseAdapter):
         self.calls_per_minute = calls_per_minute
         self._is_valid_key = is_valid_key or _default_key_check
         self.no_nowcast_share = float(no_nowcast_share)
-        self._lock = threading.Lock()
-        self._calls = 0
         # api key -> (tokens, monotonic time of the last refill)
         self._buckets: dict[str, tuple[float, float]] = {}
         self._monotonic: Callable[[], float] = time.monotonic  # tests may freeze it
-
-    @property
-    def calls(self) -> int:
-        """Total requests answered (any status)."""
-        return self._calls
 
     def _take_token(self, key: str) -> bool:
         """Token bucket per key; must hold self._lock."""
@@ -237,22 +230,11 @@ class OneCallSimulator(BaseAdapter):
         self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
         return allowed
 
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: float | tuple[float, float] | None = None,
-        verify: bool | str = True,
-        cert: str | tuple[str, str] | None = None,
-        proxies: dict[str, str] | None = None,
-    ) -> requests.Response:
-        """Answer one request; never touches the network."""
+    def answer(self, request: requests.PreparedRequest) -> tuple[int, bytes, None]:
         status, body = self._answer(request)
-        return build_response(request, status, body, headers=_SERVER_HEADERS, connection=self)
+        return status, body, None
 
     def _answer(self, request: requests.PreparedRequest) -> tuple[int, bytes]:
-        with self._lock:
-            self._calls += 1
         url = urlsplit(request.url or "")
         path = url.path.rstrip("/")
         if path == CLOSED_ONECALL_PATH:
@@ -290,6 +272,3 @@ class OneCallSimulator(BaseAdapter):
             minutely="minutely" not in excluded,
         )
         return 200, body
-
-    def close(self) -> None:
-        """Nothing to release: no sockets, no pools."""
