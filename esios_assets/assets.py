@@ -24,7 +24,7 @@ from esios_assets.transform import (
 from resources.esios import EsiosResource
 from resources.settings import load_settings
 from resources.sql import SqlDatabase
-from resources.warehouse import DUCKDB_POOL
+from resources.warehouse import DUCKDB_POOL, table_exists
 
 MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2017-01-01", timezone="Europe/Madrid")
 SQL_TABLE = "demand_forecast_esios"
@@ -167,11 +167,7 @@ def _partition_frame(context: dg.AssetCheckExecutionContext, warehouse: DuckDBRe
     """The checked months' rows (the run's partitions, or everything when run alone)."""
     op_context = context.op_execution_context
     with warehouse.get_connection() as conn:
-        exists = conn.execute(
-            "select count(*) from information_schema.tables where table_schema = 'esios' "
-            "and table_name = 'esios_demand_forecast'"
-        ).fetchone()[0]
-        if not exists:
+        if not table_exists(conn, "esios", "esios_demand_forecast"):
             return None, []
         frame = conn.execute("select * from esios.esios_demand_forecast").pl()
     if op_context.has_partition_key or op_context.has_partition_key_range:

@@ -22,6 +22,7 @@ from resources.spark import cluster_facts, to_spark_uri
 from resources.station_feed import StationFeed
 from resources.warehouse import DUCKDB_POOL
 from weather_assets import observations_spark as etl
+from weather_assets.partitions import window_starts
 
 SPARK_POOL = "spark"
 DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
@@ -34,12 +35,9 @@ def dataset_uri(store: ObjectStore, name: str) -> str:
 
 
 def _days(context: dg.AssetExecutionContext) -> list[str]:
-    window = context.partition_time_window
-    days, day = [], window.start
-    while day < window.end:
-        days.append(f"{day:%Y-%m-%d}")
-        day += timedelta(days=1)
-    return days
+    return [
+        f"{d:%Y-%m-%d}" for d in window_starts(context.partition_time_window, timedelta(days=1))
+    ]
 
 
 def _for_days(df: DataFrame, days: list[str]) -> DataFrame:

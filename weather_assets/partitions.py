@@ -29,4 +29,13 @@ def minute_partitions(days: int, now: datetime | None = None) -> dg.TimeWindowPa
     )
 
 
+def window_starts(window: dg.TimeWindow, step: timedelta) -> list[datetime]:
+    """The start of every ``step`` in a run's partition window (one key, or a range)."""
+    starts, current = [], window.start
+    while current < window.end:
+        starts.append(current)
+        current += step
+    return starts
+
+
 RAIN_PARTITIONS = minute_partitions(load_settings().rain_partition_days)

@@ -16,7 +16,7 @@ from resources.object_store import ObjectStore
 from resources.openweathermap import NowcastResult, OpenWeatherMapResource, fetch_nowcasts
 from resources.settings import LIVE
 from resources.warehouse import DUCKDB_POOL
-from weather_assets.partitions import MINUTE_FORMAT, RAIN_PARTITIONS
+from weather_assets.partitions import MINUTE_FORMAT, RAIN_PARTITIONS, window_starts
 from weather_assets.rain import (
     forecasts_frame,
     next_hour_precipitation,
@@ -76,14 +76,6 @@ class RainFetchConfig(dg.Config):
     """Keep the API's answers, as received, in the object store (for audit and replay)."""
 
 
-def _minutes(window: dg.TimeWindow) -> list[datetime]:
-    minutes, current = [], window.start
-    while current < window.end:
-        minutes.append(current)
-        current += timedelta(minutes=1)
-    return minutes
-
-
 def _archive(store: ObjectStore, minute: datetime, results: list[NowcastResult]) -> str:
     lines = [
         json.dumps(
@@ -129,7 +121,7 @@ def rain_forecasts(
     frames, failed, raw_uris = [], [], []
     retries = 0
     started = time.perf_counter()
-    for minute in _minutes(context.partition_time_window):
+    for minute in window_starts(context.partition_time_window, timedelta(minutes=1)):
         if live and (reason := stale_minute_error(minute, datetime.now(UTC))):
             raise dg.Failure(reason)
         clients = openweathermap.clients_for(

@@ -14,7 +14,7 @@ from dagster_duckdb import DuckDBResource
 
 from resources.object_store import ObjectStore
 from resources.settings import load_settings
-from resources.warehouse import DUCKDB_POOL
+from resources.warehouse import DUCKDB_POOL, table_exists
 from weather_assets.rain_assets import RAW_PAYLOAD_PREFIX
 
 _SETTINGS = load_settings()
@@ -30,12 +30,7 @@ class RainRetentionConfig(dg.Config):
 def _delete_before(
     conn: duckdb.DuckDBPyConnection, table: str, column: str, cutoff: datetime
 ) -> int:
-    exists = conn.execute(
-        "select count(*) from information_schema.tables where table_schema = 'weather' "
-        "and table_name = ?",
-        [table],
-    ).fetchone()[0]
-    if not exists:
+    if not table_exists(conn, "weather", table):
         return 0
     cutoff_naive = cutoff.astimezone(UTC).replace(tzinfo=None)
     deleted = conn.execute(

@@ -19,9 +19,10 @@ from resources.object_store import ObjectStore
 from resources.poll_store import read_polls
 from resources.settings import LIVE
 from resources.station_feed import StationFeed
-from resources.warehouse import DUCKDB_POOL
+from resources.warehouse import DUCKDB_POOL, table_exists
 from weather_assets import observations_polars
 from weather_assets.observation_assets import dataset_uri, weather_observations_hourly
+from weather_assets.partitions import window_starts
 
 OFFICE = "office"
 HOURLY = dg.HourlyPartitionsDefinition(
@@ -32,24 +33,6 @@ HOUR = timedelta(hours=1)
 
 def _naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def _hours(window: dg.TimeWindow) -> list[datetime]:
-    hours, hour = [], window.start
-    while hour < window.end:
-        hours.append(hour)
-        hour += HOUR
-    return hours
-
-
-def _table_exists(conn, table: str) -> bool:
-    return bool(
-        conn.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'weather' and table_name = ?",
-            [table],
-        ).fetchone()[0]
-    )
 
 
 def _columns(*columns: tuple[str, str, str]) -> dg.TableSchema:
@@ -237,7 +220,7 @@ def temperature_predictions(
         pl.col("timestamp").dt.replace_time_zone("UTC"), "temperature_c"
     ).sort("timestamp")
     rows = []
-    for observed in _hours(window):
+    for observed in window_starts(window, HOUR):
         try:
             predicted = predict_next_hour(
                 temperature_model, history.filter(pl.col("timestamp") <= observed)
@@ -360,7 +343,7 @@ def temperature_accuracy(
     """Prediction vs actual for the hour, with rolling 24 h and 7 d MSE (also as numeric
     metadata, so the Dagster UI plots them over time)."""
     rows = []
-    for hour in _hours(context.partition_time_window):
+    for hour in window_starts(context.partition_time_window, HOUR):
         target = _naive(hour)
         scores = rolling_accuracy(temperature_predictions, temperature_actuals, target)
         if scores["predicted_c"] is None or scores["actual_c"] is None:
@@ -395,7 +378,7 @@ def temperature_accuracy_mse_24h(
     """Warns when the forecast's rolling 24 h MSE passes the configured threshold."""
     with warehouse.get_connection() as conn:
         row = None
-        if _table_exists(conn, "temperature_accuracy"):
+        if table_exists(conn, "weather", "temperature_accuracy"):
             row = conn.execute(
                 "select target_hour, mse_24h from weather.temperature_accuracy "
                 "order by target_hour desc limit 1"
@@ -420,7 +403,7 @@ def temperature_actuals_plausible(
 ) -> dg.AssetCheckResult:
     """Stored hourly means are physical (-60..60 °C) and one per hour: predictions use them."""
     with warehouse.get_connection() as conn:
-        if not _table_exists(conn, "temperature_actuals"):
+        if not table_exists(conn, "weather", "temperature_actuals"):
             return dg.AssetCheckResult(passed=False, metadata={"reason": "no actuals stored"})
         bad, dupes = conn.execute(
             "select count(*) filter (where temperature_c not between -60 and 60 or temperature_c is null),"
