@@ -39,6 +39,18 @@ class ObjectStore(dg.ConfigurableResource):
             return f"s3://{self.bucket}/{key}"
         return str(Path(self.local_dir) / key)
 
+    def polars_storage_options(self) -> dict[str, str] | None:
+        """What polars needs to read this store's ``s3://`` URIs; credentials and region come
+        from the standard AWS environment variables. None for the local folder."""
+        if not self.is_s3:
+            return None
+        options: dict[str, str] = {}
+        if self.endpoint_url:
+            options["aws_endpoint_url"] = self.endpoint_url
+            if self.endpoint_url.startswith("http://"):
+                options["aws_allow_http"] = "true"
+        return options
+
     def _s3(self):
         if self._client is None:
             # Imported on first use: dagster_aws costs ~1 s at definitions load.

@@ -38,6 +38,8 @@ from dagster_pyspark import LazyPySparkResource
 from resources.settings import load_settings
 
 DEFAULT_MASTER = "local[*]"
+# Dagster pool of every PySpark asset: one Spark job at a time on a laptop (dagster.yaml limit).
+SPARK_POOL = "spark"
 APP_NAME = "weather-data-platform"
 SPARK_DEFAULT_DRIVER_MEMORY = "1g"
 
@@ -148,6 +150,35 @@ def spark_resource_from_env(extra: Mapping[str, str] | None = None) -> LazyPySpa
 def to_spark_uri(uri: str) -> str:
     """Object-store URIs are ``s3://`` (boto3's spelling); Hadoop reads S3 through ``s3a://``."""
     return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri
+
+
+def write_parquet_replacing(df: Any, uri: str) -> None:
+    """Write ``df`` as the whole parquet dataset at ``uri``, swapping it in only when complete.
+
+    Spark's overwrite deletes the old files before writing the new ones, so a job killed in
+    between leaves neither. Here the new dataset is written beside the old one and renamed into
+    place through Hadoop's filesystem (local, HDFS or s3a); a crash before the swap leaves the
+    old dataset untouched, and one between the two renames is undone by the next call.
+    """
+    spark = df.sparkSession
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path
+    base = uri.rstrip("/")
+    target, staging, previous = (
+        hadoop_path(base),
+        hadoop_path(f"{base}._staging"),
+        hadoop_path(f"{base}._previous"),
+    )
+    fs = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(target) and fs.exists(previous):
+        fs.rename(previous, target)
+    fs.delete(staging, True)
+    df.write.mode("overwrite").parquet(f"{base}._staging")
+    fs.delete(previous, True)
+    if fs.exists(target):
+        fs.rename(target, previous)
+    fs.rename(staging, target)
+    fs.delete(previous, True)
 
 
 # --- cluster report -----------------------------------------------------------------------

@@ -18,13 +18,12 @@ from resources.object_store import ObjectStore
 from resources.poll_store import read_polls
 from resources.settings import LIVE
 from resources.simulators.weather_station import to_csv_bytes
-from resources.spark import cluster_facts, to_spark_uri
+from resources.spark import SPARK_POOL, cluster_facts, to_spark_uri
 from resources.station_feed import StationFeed
 from resources.warehouse import DUCKDB_POOL
 from weather_assets import observations_spark as etl
 from weather_assets.partitions import window_starts
 
-SPARK_POOL = "spark"
 DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
 RAW_PREFIX = "weather/observations_raw"
 

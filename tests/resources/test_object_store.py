@@ -85,3 +85,20 @@ def test_pickle_io_manager_on_s3(platform_env, instance, moto_server, s3_bucket)
         .get("Contents", [])
     ]
     assert "models/tiny_model" in keys
+
+
+def test_polars_reads_a_parquet_dataset_from_either_backend(store):
+    """The market stages are read by polars (checks, model training) wherever they are."""
+    import io
+
+    import polars as pl
+
+    from market_assets.assets import scan_dataset
+
+    for part, values in (("part-0.parquet", [1, 2]), ("part-1.parquet", [3])):
+        buffer = io.BytesIO()
+        pl.DataFrame({"x": values}).write_parquet(buffer)
+        store.put_bytes(store.key("market", "stage", part), buffer.getvalue())
+    store.put_bytes(store.key("market", "stage", "_SUCCESS"), b"")
+    got = scan_dataset(store, "stage").collect()
+    assert sorted(got["x"].to_list()) == [1, 2, 3]

@@ -192,3 +192,26 @@ def test_hive_catalog_reports_derby_in_the_working_directory(live_spark):
     """Hive support is not enabled here, so the Derby branch is checked with the setting faked."""
     location = spark_module._metastore(live_spark, "hive", "/srv/job")
     assert location == ("embedded Derby (Hive default)", "/srv/job/metastore_db")
+
+
+def test_parquet_replacement_swaps_in_only_complete_datasets(live_spark, tmp_path):
+    from resources.spark import write_parquet_replacing
+
+    target = str(tmp_path / "stage")
+    write_parquet_replacing(live_spark.range(3), target)
+    assert sorted(r.id for r in live_spark.read.parquet(target).collect()) == [0, 1, 2]
+    write_parquet_replacing(live_spark.range(5, 7), target)
+    assert sorted(r.id for r in live_spark.read.parquet(target).collect()) == [5, 6]
+
+    # A write that fails half-way leaves the previous dataset readable.
+    failing = live_spark.range(4).selectExpr("assert_true(id < 2) AS id")
+    with pytest.raises(Exception, match="id < 2"):
+        write_parquet_replacing(failing, target)
+    assert sorted(r.id for r in live_spark.read.parquet(target).collect()) == [5, 6]
+
+    # A crash between the two renames (target moved aside) is undone by the next call.
+    (tmp_path / "stage").rename(tmp_path / "stage._previous")
+    write_parquet_replacing(live_spark.range(1), target)
+    assert [r.id for r in live_spark.read.parquet(target).collect()] == [0]
+    assert not (tmp_path / "stage._previous").exists()
+    assert not (tmp_path / "stage._staging").exists()
