@@ -8,14 +8,17 @@ STAMP := $(VENV)/.installed
 export DATA_DIR ?= data
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 DAGSTER_PORT ?= 3000
+SERVE_PORT ?= 8000
+SERVE_WORKERS ?= 2
 
-.PHONY: help install dagster-home esios-backfill run demo rain test bench lint format clean
+.PHONY: help install dagster-home esios-backfill run demo rain serve test bench lint format clean
 
 help:
 	@echo "make run     set up, then start Dagster (UI on http://localhost:$(DAGSTER_PORT)) with the minute sensor on"
 	@echo "make demo    materialize the current minute once and print the next-hour rain table"
 	@echo "make rain    print the latest next-hour rain numbers from the warehouse"
 	@echo "make esios-backfill   load the ESIOS brief's range (2017-2018) into DuckDB, SQL and CSV"
+	@echo "make serve   start the /predict API on http://localhost:$(SERVE_PORT) ($(SERVE_WORKERS) workers)"
 	@echo "make test    set up, then run the whole test suite"
 	@echo "make bench   run the benchmarks in benchmarks/ (not part of CI)"
 	@echo "make lint    ruff check + ruff format --check"
@@ -57,12 +60,18 @@ demo: install dagster-home
 rain: install
 	$(BIN)/python -m weather_assets.now
 
+# The /predict API (docs/serving.md); OpenMP off: a single-row prediction gains nothing from it.
+serve: install
+	OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host 0.0.0.0 --port $(SERVE_PORT) \
+		--workers $(SERVE_WORKERS)
+
 test: install
 	$(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python benchmarks/definitions_load.py
 	$(BIN)/python benchmarks/rain_tick.py
+	$(BIN)/python benchmarks/predict_load.py
 
 lint: install
 	$(BIN)/ruff check .

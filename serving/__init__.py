@@ -1,0 +1,1 @@
+"""The platform's web service: the volume model's /predict API (and, later, the dashboard pages)."""

@@ -1,0 +1,105 @@
+"""``GET /predict`` (the volume model) and ``GET /health`` (which model this worker serves)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel
+
+from market_assets.schema import ADJ_CLOSE_ROLLING_MED, FEATURES, VOL_MOVING_AVG
+from serving.model_holder import ModelHolder
+from serving.predictor import to_volume
+
+# The query parameters are the feature names; fail at import if the schema renames one.
+if set(FEATURES) != {"vol_moving_avg", "adj_close_rolling_med"}:
+    raise RuntimeError(f"/predict's parameters no longer match the model features {FEATURES}")
+
+NO_MODEL = "no volume model yet: materialize volume_model"
+
+router = APIRouter(tags=["volume model"])
+
+
+class Message(BaseModel):
+    detail: str
+
+
+class ParameterError(BaseModel):
+    type: str  # pydantic's error type: missing, float_parsing, greater_than_equal, finite_number
+    loc: list[str | int]  # ["query", "<parameter>"]
+    msg: str  # "query parameter <parameter>: <what is wrong>"
+    input: Any = None
+    ctx: dict | None = None
+
+
+class ValidationErrors(BaseModel):
+    detail: list[ParameterError]
+
+
+class Health(BaseModel):
+    # degraded: serving an older version because the newest one failed to load
+    status: Literal["ok", "degraded", "no_model"]
+    model_version: str | None
+    published_at: str | None
+    loaded_at: str | None
+    source_key: str | None
+    predictor: str | None
+    last_checked_at: str | None
+    last_error: str | None
+    last_error_at: str | None
+
+
+def _feature(description: str, example: float):
+    return Query(ge=0, allow_inf_nan=False, description=description, examples=[example])
+
+
+VolMovingAvg = Annotated[
+    float,
+    _feature("Mean daily volume (shares) over the last 30 trading days; finite, >= 0.", 9_800),
+]
+AdjCloseRollingMed = Annotated[
+    float,
+    _feature("Median adjusted close over the last 30 trading days; finite, >= 0.", 41.5),
+]
+
+
+def holder_of(request: Request) -> ModelHolder:
+    return request.app.state.model_holder
+
+
+@router.get(
+    "/predict",
+    response_model=int,
+    summary="Predicted trading volume for one day",
+    responses={
+        200: {
+            "description": "The predicted volume in shares: a JSON integer, rounded, >= 0.",
+            "content": {"application/json": {"example": 10350}},
+        },
+        422: {
+            "model": ValidationErrors,
+            "description": "A parameter is missing, not a number, negative, nan or inf.",
+        },
+        503: {"model": Message, "description": NO_MODEL + " (or it could not be loaded)"},
+    },
+)
+async def predict(
+    request: Request, vol_moving_avg: VolMovingAvg, adj_close_rolling_med: AdjCloseRollingMed
+) -> int:
+    holder = holder_of(request)
+    if holder.check_due():
+        await holder.refresh_if_due()
+    current = holder.current
+    if current is None:
+        if holder.published:
+            raise HTTPException(503, "the volume model could not be loaded: see /health")
+        raise HTTPException(503, NO_MODEL)
+    values = {VOL_MOVING_AVG: vol_moving_avg, ADJ_CLOSE_ROLLING_MED: adj_close_rolling_med}
+    return to_volume(current.predictor.predict_one([values[name] for name in FEATURES]))
+
+
+@router.get("/health", response_model=Health, summary="Which model this worker serves")
+async def health(request: Request) -> dict:
+    holder = holder_of(request)
+    await holder.refresh_if_due()
+    return holder.status()
