@@ -18,6 +18,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 from dagster_duckdb import DuckDBResource
 
 from esios_assets.assets import ESIOS_ASSETS, ESIOS_CHECKS
+from market_assets.assets import MARKET_ASSETS, MARKET_CHECKS, market_job
 from resources.coordinates import CoordinateRegistry
 from resources.esios import EsiosResource
 from resources.object_store import object_io_manager_from, object_store_from
@@ -26,8 +27,10 @@ from resources.settings import LIVE, Settings, load_settings
 from resources.spark import spark_resource_from_env
 from resources.sql import SqlDatabase, default_sqlite_url
 from resources.station_feed import StationFeed
+from resources.stock_dataset import stock_dataset_from
 from resources.warehouse import WarehouseIOManager
 from sensors.alerts import run_failure_alert_sensor
+from sensors.market import market_bootstrap_sensor
 from sensors.rain import rain_minute_sensor
 from sensors.station_polls import station_poll_job, station_poll_sensor
 from sensors.temperature import temperature_bootstrap_sensor
@@ -98,6 +101,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             if os.environ.get("SQL_DATABASE_URL")
             else default_sqlite_url(settings.data_dir)
         ),
+        "stock_dataset": stock_dataset_from(settings),
         "openweathermap": OpenWeatherMapResource(
             source_mode=settings.source_mode,
             base_url=settings.openweathermap_base_url,
@@ -115,8 +119,9 @@ defs = dg.Definitions(
         spark_cluster_report,
         *TEMPERATURE_ASSETS,
         *ESIOS_ASSETS,
+        *MARKET_ASSETS,
     ],
-    asset_checks=[*RAIN_CHECKS, *TEMPERATURE_CHECKS, *ESIOS_CHECKS],
+    asset_checks=[*RAIN_CHECKS, *TEMPERATURE_CHECKS, *ESIOS_CHECKS, *MARKET_CHECKS],
     jobs=[
         rain_minute_job,
         rain_retention_job,
@@ -125,11 +130,13 @@ defs = dg.Definitions(
         temperature_hourly_job,
         temperature_training_job,
         station_poll_job,
+        market_job,
     ],
     sensors=[
         rain_minute_sensor,
         temperature_bootstrap_sensor,
         station_poll_sensor,
+        market_bootstrap_sensor,
         run_failure_alert_sensor,
     ],
     schedules=[

@@ -57,6 +57,8 @@ class Settings:
     rain_raw_retention_hours: int
     observation_stations: str
     esios_base_url: str
+    stock_dataset_dir: str | None
+    stock_simulated_size: str
 
     @property
     def simulated(self) -> bool:
@@ -105,4 +107,18 @@ def load_settings() -> Settings:
             "OBSERVATION_STATIONS", "office,amsterdam,rotterdam,eindhoven,groningen"
         ),
         esios_base_url=_env("ESIOS_BASE_URL", ESIOS_BASE_URL),
+        stock_dataset_dir=_env("STOCK_DATASET_DIR"),
+        stock_simulated_size=_stock_size(),
     )
+
+
+STOCK_SIZES = ("small", "kaggle")
+
+
+def _stock_size() -> str:
+    size = (_env("STOCK_SIMULATED_SIZE", "small") or "small").lower()
+    if size not in STOCK_SIZES:
+        raise SettingsError(
+            f"STOCK_SIMULATED_SIZE must be one of {', '.join(STOCK_SIZES)}, got {size!r}"
+        )
+    return size
