@@ -14,9 +14,9 @@ reordered or missing header: the columns cannot be trusted) has all its lines qu
 
 In accepted files, a data line is quarantined under the first reason that applies:
 
-- ``malformed``: not 7 fields (the CSV parser flagged it);
+- ``malformed``: the CSV parser flagged it (too many fields, or far too few);
 - ``bad_date``: ``Date`` is not a real ``YYYY-MM-DD`` date;
-- ``missing_value``: a price or the volume is empty;
+- ``missing_value``: a price or the volume is empty or absent (a line cut after ``Adj Close``);
 - ``bad_price``: a price that is not a finite number >= 0 (zero is kept: old Yahoo rows have
   ``Open = 0`` where the opening price was not recorded);
 - ``bad_volume``: a volume that is not a finite, whole number >= 0 (``117258400.0`` is whole).
