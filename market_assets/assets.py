@@ -131,7 +131,8 @@ def stock_prices(
         path = dataset_uri(object_store, "stock_prices")
         write_parquet_replacing(result.prices, path)
         quarantine_path = dataset_uri(object_store, "stock_prices_quarantine")
-        write_parquet_replacing(result.quarantine.coalesce(1), quarantine_path)
+        # repartition, not coalesce: the filter over the whole parse stays parallel.
+        write_parquet_replacing(result.quarantine.repartition(1), quarantine_path)
     finally:
         result.release()
     report = result.report
