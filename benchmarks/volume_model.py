@@ -33,15 +33,13 @@ from scipy.signal import lfilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from market_assets.features import add_rolling_features
 from market_assets.model import train_volume_model
 from market_assets.schema import (
     ADJ_CLOSE,
-    ADJ_CLOSE_ROLLING_MED,
     DATE,
     SYMBOL,
-    VOL_MOVING_AVG,
     VOLUME,
-    WINDOW_DAYS,
 )
 
 LAST_DAY = datetime.date(2020, 4, 1)
@@ -100,15 +98,6 @@ def synthetic_market(rows: int, seed: int = 0) -> pl.DataFrame:
     )
 
 
-def add_features(prices: pl.DataFrame) -> pl.DataFrame:
-    """The stage-2 features: over the current trading day and the 29 before it, per symbol."""
-    window = {"window_size": WINDOW_DAYS, "min_samples": WINDOW_DAYS}
-    return prices.sort(SYMBOL, DATE).with_columns(
-        pl.col(VOLUME).cast(pl.Float64).rolling_mean(**window).over(SYMBOL).alias(VOL_MOVING_AVG),
-        pl.col(ADJ_CLOSE).rolling_median(**window).over(SYMBOL).alias(ADJ_CLOSE_ROLLING_MED),
-    )
-
-
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -123,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    features = add_features(synthetic_market(args.rows, args.seed))
+    features = add_rolling_features(synthetic_market(args.rows, args.seed))
     built = time.perf_counter() - started
     n_sym = features[SYMBOL].n_unique()
     vol = features[VOLUME].to_numpy()
