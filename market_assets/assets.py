@@ -25,6 +25,7 @@ from market_assets.schema import (
     VOLUME,
     WINDOW_DAYS,
 )
+from resources.asset_metadata import column_schema
 from resources.object_store import ObjectStore
 from resources.spark import SPARK_POOL, to_spark_uri, write_parquet_replacing
 from resources.stock_dataset import StockDataset
@@ -44,14 +45,6 @@ def scan_dataset(store: ObjectStore, name: str) -> pl.LazyFrame:
     """A stage read by polars (checks, model training) from the local folder or S3."""
     uri = store.uri(store.key(GROUP, name))
     return pl.scan_parquet(f"{uri}/*.parquet", storage_options=store.polars_storage_options())
-
-
-def _columns(*columns: tuple[str, str, str]) -> dict:
-    return {
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(n, t, description=d) for n, t, d in columns]
-        )
-    }
 
 
 _PRICES = [
@@ -108,7 +101,7 @@ def _ingest_metadata(report: IngestReport) -> dict:
     group_name=GROUP,
     kinds={"pyspark", "parquet"},
     pool=SPARK_POOL,
-    metadata=_columns(*_PRICES),
+    metadata=column_schema(*_PRICES),
 )
 def stock_prices(
     context: dg.AssetExecutionContext,
@@ -158,7 +151,7 @@ def stock_prices(
     kinds={"pyspark", "parquet"},
     pool=SPARK_POOL,
     deps=[stock_prices],
-    metadata=_columns(*_FEATURES),
+    metadata=column_schema(*_FEATURES),
 )
 def stock_features(
     context: dg.AssetExecutionContext, pyspark: LazyPySparkResource, object_store: ObjectStore
@@ -204,7 +197,7 @@ class VolumeModelConfig(dg.Config):
     kinds={"scikit-learn", "polars"},
     deps=[stock_features],
     metadata={
-        **_columns(
+        **column_schema(
             (VOL_MOVING_AVG, "DOUBLE", "Input 1, in this order."),
             (ADJ_CLOSE_ROLLING_MED, "DOUBLE", "Input 2."),
             (VOLUME, "BIGINT", "Predicted: shares traded that day (rounded, >= 0)."),

@@ -13,6 +13,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from resources.asset_metadata import column_schema
 from resources.coordinates import CoordinateRegistry
 from resources.object_store import ObjectStore
 from resources.poll_store import read_polls
@@ -41,14 +42,6 @@ def _days(context: dg.AssetExecutionContext) -> list[str]:
 
 def _for_days(df: DataFrame, days: list[str]) -> DataFrame:
     return df.where(F.col(etl.OBSERVED_DATE).cast("string").isin(days))
-
-
-def _schema(*columns: tuple[str, str, str]) -> dict:
-    return {
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(n, t, description=d) for n, t, d in columns]
-        )
-    }
 
 
 _STATION = ("station_id", "VARCHAR", "Registry id of the station (locations.csv).")
@@ -80,7 +73,7 @@ _AGGREGATE = [
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     metadata={
-        **_schema(
+        **column_schema(
             _STATION,
             ("observed_at", "VARCHAR", "ISO-8601 UTC, second precision, as received."),
             *_MEASUREMENTS,
@@ -129,7 +122,7 @@ def weather_observations_raw(
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[weather_observations_raw],
     pool=SPARK_POOL,
-    metadata=_schema(
+    metadata=column_schema(
         _STATION,
         ("observed_at", "TIMESTAMP", "UTC instant, second precision."),
         ("observed_date", "DATE", "UTC date (partition column)."),
@@ -180,7 +173,7 @@ def _aggregate_asset(name: str, minutes: int, description: str):
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[weather_observations_clean],
         pool=SPARK_POOL,
-        metadata=_schema(*_AGGREGATE),
+        metadata=column_schema(*_AGGREGATE),
         description=description,
     )
     def _asset(
@@ -222,7 +215,7 @@ weather_observations_hourly = _aggregate_asset(
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[weather_observations_hourly],
     pool=SPARK_POOL,
-    metadata=_schema(
+    metadata=column_schema(
         *_AGGREGATE,
         *[
             (f"temperature_lag_{h}h", "DOUBLE", f"Hourly mean {h} h earlier (null if missing).")
@@ -263,7 +256,7 @@ def weather_observations_features(
     pool=DUCKDB_POOL,
     metadata={
         "schema": "weather",
-        **_schema(
+        **column_schema(
             ("fact", "VARCHAR", "What is reported (host, spark_version, master, ...)."),
             ("value", "VARCHAR", "Its value, read from the live session."),
         ),

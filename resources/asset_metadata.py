@@ -1,0 +1,12 @@
+"""Metadata helpers shared by the asset modules."""
+
+import dagster as dg
+
+
+def column_schema(*columns: tuple[str, str, str]) -> dict:
+    """``dagster/column_schema`` metadata from ``(name, type, description)`` triples."""
+    return {
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(n, t, description=d) for n, t, d in columns]
+        )
+    }
