@@ -251,7 +251,7 @@ def ingest(spark: SparkSession, root: str) -> Ingestion:
         StorageLevel.MEMORY_AND_DISK
     )
     checks = {row[FILE]: row for row in file_checks(parsed).collect()}
-    good_files: list[str] = []
+    good_files: list[SourceFile] = []
     for source in files:
         row = checks.get(source.relative_path)
         if row is None:
@@ -263,7 +263,7 @@ def ingest(spark: SparkSession, root: str) -> Ingestion:
         if not header_verdict(row["headers"], row["good_headers"]):
             report.bad_header_files.append(source.relative_path)
             continue
-        good_files.append(source.relative_path)
+        good_files.append(source)
         report.rows += row["good_rows"]
         for reason in LINE_REASONS:
             report.quarantined_lines[reason] = report.quarantined_lines.get(reason, 0) + row[reason]
@@ -280,12 +280,10 @@ def ingest(spark: SparkSession, root: str) -> Ingestion:
     meta_symbols = {row[SYMBOL] for row in meta_rows}
     file_symbols = {f.symbol for f in files}
     report.missing_files = sorted(meta_symbols - file_symbols)
-    report.symbols_without_metadata = sorted(
-        {SourceFile(f, 0).symbol for f in good_files} - meta_symbols
-    )
+    report.symbols_without_metadata = sorted({f.symbol for f in good_files} - meta_symbols)
 
     accepted = spark.createDataFrame(
-        [(f, True) for f in good_files], "file STRING, accepted BOOLEAN"
+        [(f.relative_path, True) for f in good_files], "file STRING, accepted BOOLEAN"
     )
     with_verdict = parsed.join(F.broadcast(accepted), FILE, "left")
     prices = (
