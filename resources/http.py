@@ -28,7 +28,7 @@ import requests
 import requests.adapters
 from urllib3.exceptions import ReadTimeoutError
 
-from resources.rate_limit import TokenBucket
+from resources.rate_limit import RateLimiter
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -245,7 +245,7 @@ class HttpClient:
         secrets: Sequence[str] = (),
         timeout_s: float = 10.0,
         retry: RetryPolicy = DEFAULT_RETRY,
-        rate_limiter: TokenBucket | None = None,
+        rate_limiter: RateLimiter | None = None,
         adapter: requests.adapters.BaseAdapter | None = None,
         default_headers: Mapping[str, str] | None = None,
         logger: logging.Logger | None = None,

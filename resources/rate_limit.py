@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 # Float refills never land exactly on the requested amount; without a tolerance a fake clock
 # could be asked to advance by less than its own resolution and the wait loop would never end.
 _EPSILON = 1e-9
+
+
+class RateLimiter(Protocol):
+    """What `HttpClient` needs: block until one call is allowed, return the seconds waited."""
+
+    def acquire(self) -> float: ...
 
 
 class TokenBucket:
@@ -115,3 +123,70 @@ class TokenBucket:
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate_per_second={self.rate_per_second!r}, capacity={self.capacity!r})"
+
+
+class SlidingWindowLimiter:
+    """At most `calls` acquisitions in any `window_s` seconds, exactly.
+
+    For quotas stated per hour (NASA's 1,000 requests an hour): a token bucket of that size
+    would allow up to twice the quota in the first hour, this never does. Same `acquire()`
+    contract as `TokenBucket`, so `HttpClient` takes either.
+    """
+
+    def __init__(
+        self,
+        calls: int,
+        window_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not calls >= 1:
+            raise ValueError(f"SlidingWindowLimiter calls must be >= 1, got {calls!r}")
+        if not window_s > 0:
+            raise ValueError(f"SlidingWindowLimiter window_s must be > 0, got {window_s!r}")
+        self.calls = int(calls)
+        self.window_s = float(window_s)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._granted: deque[float] = deque()
+
+    @classmethod
+    def per_hour(
+        cls,
+        calls: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> SlidingWindowLimiter:
+        return cls(calls, 3600.0, clock=clock, sleep=sleep)
+
+    @property
+    def available(self) -> int:
+        """Calls that would be granted right now."""
+        with self._lock:
+            self._expire(self._clock())
+            return self.calls - len(self._granted)
+
+    def acquire(self) -> float:
+        """Block until a call is allowed; return the seconds spent waiting (0.0 if none)."""
+        start: float | None = None
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._expire(now)
+                if len(self._granted) < self.calls:
+                    self._granted.append(now)
+                    return 0.0 if start is None else max(0.0, now - start)
+                wait = max(self._granted[0] + self.window_s - now, _EPSILON)
+                if start is None:
+                    start = now
+            self._sleep(wait)
+
+    def _expire(self, now: float) -> None:
+        while self._granted and self._granted[0] + self.window_s <= now:
+            self._granted.popleft()
+
+    def __repr__(self) -> str:
+        return f"SlidingWindowLimiter(calls={self.calls!r}, window_s={self.window_s!r})"

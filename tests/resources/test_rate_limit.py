@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from resources.rate_limit import TokenBucket
+from resources.rate_limit import SlidingWindowLimiter, TokenBucket
 
 
 class FakeClock:
@@ -180,3 +180,45 @@ def test_real_threads_never_exceed_capacity_plus_rate_times_elapsed() -> None:
     elapsed = max(granted_at) - start
     assert elapsed >= (total - capacity) / rate * 0.95
     assert all(w >= 0 for w in waits)
+
+
+def make_window(calls: int, window_s: float) -> tuple[SlidingWindowLimiter, FakeClock]:
+    clock = FakeClock()
+    return SlidingWindowLimiter(calls, window_s, clock=clock, sleep=clock.sleep), clock
+
+
+def test_window_grants_the_quota_then_waits_for_the_oldest_call_to_age_out() -> None:
+    limiter, clock = make_window(calls=3, window_s=3600)
+    assert [limiter.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    clock.now += 100
+    waited = limiter.acquire()
+    # The first call was at t0; the fourth may go at t0 + 3600, i.e. 3500 s after asking.
+    assert waited == pytest.approx(3500)
+    assert clock.now == pytest.approx(1000 + 3600)
+
+
+def test_window_never_exceeds_its_quota_in_any_window() -> None:
+    """Unlike a token bucket of the same size, no hour ever sees more than the quota."""
+    limiter, clock = make_window(calls=10, window_s=60)
+    times = []
+    for _ in range(55):
+        limiter.acquire()
+        times.append(clock.now)
+        clock.now += 0.7
+    for i, start in enumerate(times):
+        in_window = [t for t in times[i:] if t < start + 60]
+        assert len(in_window) <= 10
+
+
+def test_window_available_and_validation() -> None:
+    limiter, clock = make_window(calls=2, window_s=10)
+    assert limiter.available == 2
+    limiter.acquire()
+    assert limiter.available == 1
+    clock.now += 10
+    assert limiter.available == 2
+    assert SlidingWindowLimiter.per_hour(1000).window_s == 3600
+    with pytest.raises(ValueError, match="calls must be >= 1"):
+        SlidingWindowLimiter(0, 10)
+    with pytest.raises(ValueError, match="window_s must be > 0"):
+        SlidingWindowLimiter(1, 0)
