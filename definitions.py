@@ -19,8 +19,10 @@ from dagster_duckdb import DuckDBResource
 
 from esios_assets.assets import ESIOS_ASSETS, ESIOS_CHECKS
 from market_assets.assets import MARKET_ASSETS, MARKET_CHECKS, market_job
+from nasa_assets.assets import NASA_ASSETS, NASA_CHECKS, nasa_job
 from resources.coordinates import CoordinateRegistry
 from resources.esios import EsiosResource
+from resources.nasa_images import NasaImagesResource
 from resources.object_store import object_io_manager_from, object_store_from
 from resources.openweathermap import OpenWeatherMapResource
 from resources.settings import LIVE, Settings, load_settings
@@ -31,6 +33,7 @@ from resources.stock_dataset import stock_dataset_from
 from resources.warehouse import WarehouseIOManager
 from sensors.alerts import run_failure_alert_sensor
 from sensors.market import market_bootstrap_sensor
+from sensors.nasa import nasa_queries_sensor
 from sensors.rain import rain_minute_sensor
 from sensors.station_polls import station_poll_job, station_poll_sensor
 from sensors.temperature import temperature_bootstrap_sensor
@@ -102,6 +105,13 @@ def build_resources(settings: Settings) -> dict[str, object]:
             else default_sqlite_url(settings.data_dir)
         ),
         "stock_dataset": stock_dataset_from(settings),
+        # No key is needed; NASA_API_KEY, if set, is an EnvVar like every secret.
+        "nasa_library": NasaImagesResource(
+            source_mode=settings.source_mode,
+            base_url=settings.nasa_images_base_url,
+            simulator_seed=settings.simulator_seed,
+            **({"api_key": dg.EnvVar("NASA_API_KEY")} if os.environ.get("NASA_API_KEY") else {}),
+        ),
         "openweathermap": OpenWeatherMapResource(
             source_mode=settings.source_mode,
             base_url=settings.openweathermap_base_url,
@@ -120,8 +130,15 @@ defs = dg.Definitions(
         *TEMPERATURE_ASSETS,
         *ESIOS_ASSETS,
         *MARKET_ASSETS,
+        *NASA_ASSETS,
     ],
-    asset_checks=[*RAIN_CHECKS, *TEMPERATURE_CHECKS, *ESIOS_CHECKS, *MARKET_CHECKS],
+    asset_checks=[
+        *RAIN_CHECKS,
+        *TEMPERATURE_CHECKS,
+        *ESIOS_CHECKS,
+        *MARKET_CHECKS,
+        *NASA_CHECKS,
+    ],
     jobs=[
         rain_minute_job,
         rain_retention_job,
@@ -131,12 +148,14 @@ defs = dg.Definitions(
         temperature_training_job,
         station_poll_job,
         market_job,
+        nasa_job,
     ],
     sensors=[
         rain_minute_sensor,
         temperature_bootstrap_sensor,
         station_poll_sensor,
         market_bootstrap_sensor,
+        nasa_queries_sensor,
         run_failure_alert_sensor,
     ],
     schedules=[

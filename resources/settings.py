@@ -17,6 +17,7 @@ SOURCE_MODES = (SIMULATED, LIVE)
 
 OPENWEATHERMAP_BASE_URL = "https://api.openweathermap.org"
 ESIOS_BASE_URL = "https://api.esios.ree.es"
+NASA_IMAGES_BASE_URL = "https://images-api.nasa.gov"
 
 
 class SettingsError(ValueError):
@@ -59,6 +60,8 @@ class Settings:
     esios_base_url: str
     stock_dataset_dir: str | None
     stock_simulated_size: str
+    nasa_images_base_url: str
+    search_result_sampling_factor: int
 
     @property
     def simulated(self) -> bool:
@@ -109,6 +112,8 @@ def load_settings() -> Settings:
         esios_base_url=_env("ESIOS_BASE_URL", ESIOS_BASE_URL),
         stock_dataset_dir=_env("STOCK_DATASET_DIR"),
         stock_simulated_size=_stock_size(),
+        nasa_images_base_url=_env("NASA_IMAGES_BASE_URL", NASA_IMAGES_BASE_URL),
+        search_result_sampling_factor=_sampling_factor(),
     )
 
 
@@ -122,3 +127,12 @@ def _stock_size() -> str:
             f"STOCK_SIMULATED_SIZE must be one of {', '.join(STOCK_SIZES)}, got {size!r}"
         )
     return size
+
+
+def _sampling_factor() -> int:
+    factor = _env_int("SEARCH_RESULT_SAMPLING_FACTOR", 1)
+    if factor < 1:
+        raise SettingsError(
+            f"SEARCH_RESULT_SAMPLING_FACTOR must be >= 1 (keep one result in N), got {factor}"
+        )
+    return factor

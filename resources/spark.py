@@ -29,7 +29,9 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Mapping
+import threading
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,12 @@ DEFAULT_MASTER = "local[*]"
 SPARK_POOL = "spark"
 APP_NAME = "weather-data-platform"
 SPARK_DEFAULT_DRIVER_MEMORY = "1g"
+
+# Python tasks (the NASA downloads) must run in an interpreter that has the platform's
+# packages. PySpark starts ``$PYSPARK_PYTHON``, else whatever "python3" is on PATH (the
+# ``spark.pyspark.python`` setting only reaches spark-submit), so default it to this one.
+# Cluster executors need the platform's packages in their own image instead.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 _LOCAL_MASTER = re.compile(r"^local(?:\[(\*|\d+)(?:,\s*\d+)?\])?$")
 
@@ -179,6 +187,60 @@ def write_parquet_replacing(df: Any, uri: str) -> None:
         fs.rename(target, previous)
     fs.rename(staging, target)
     fs.delete(previous, True)
+
+
+def collect_with_progress(
+    rdd: Any,
+    report: Callable[[int, int], None],
+    *,
+    every_s: float = 5.0,
+    description: str = "",
+) -> list[Any]:
+    """``rdd.collect()`` while ``report(done_tasks, total_tasks)`` is called every ``every_s``
+    seconds (and once at the end), from Spark's status tracker.
+
+    A long fan-out (thousands of downloads) would otherwise be silent in the run log until it
+    ends. The job runs in a worker thread under its own job group, which is what lets the
+    tracker find its stages; an exception in the job is re-raised here.
+    """
+    sc = rdd.context
+    group = f"collect-{uuid.uuid4().hex}"
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            sc.setJobGroup(group, description or group, interruptOnCancel=True)
+            outcome["rows"] = rdd.collect()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    def tasks() -> tuple[int, int]:
+        done = total = 0
+        tracker = sc.statusTracker()
+        for job_id in tracker.getJobIdsForGroup(group):
+            job = tracker.getJobInfo(job_id)
+            for stage_id in job.stageIds if job else []:
+                stage = tracker.getStageInfo(stage_id)
+                if stage:
+                    done += stage.numCompletedTasks
+                    total += stage.numTasks
+        return done, total
+
+    worker = threading.Thread(target=run, name=group, daemon=True)
+    worker.start()
+    try:
+        while True:
+            worker.join(every_s)
+            if not worker.is_alive():
+                break
+            report(*tasks())
+    except BaseException:
+        sc.cancelJobGroup(group)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    report(*tasks())
+    return outcome["rows"]
 
 
 # --- cluster report -----------------------------------------------------------------------

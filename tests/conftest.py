@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from pathlib import Path
@@ -13,6 +14,16 @@ import pytest
 from resources.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Spark's Python workers inherit the environment of the JVM, which starts once per test session;
+# S3 credentials set later by a fixture would never reach them. moto accepts any credentials, so
+# fake ones go in now (real ones already in the environment are left alone).
+for _name, _value in (
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+):
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture

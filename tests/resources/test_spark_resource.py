@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import os
 import platform
+import time
 
 import dagster as dg
 import pyspark
@@ -15,6 +16,7 @@ from dagster_pyspark import LazyPySparkResource
 from resources import spark as spark_module
 from resources.spark import (
     cluster_facts,
+    collect_with_progress,
     local_cores,
     spark_config_from_env,
     spark_resource_from_env,
@@ -215,3 +217,28 @@ def test_parquet_replacement_swaps_in_only_complete_datasets(live_spark, tmp_pat
     assert [r.id for r in live_spark.read.parquet(target).collect()] == [0]
     assert not (tmp_path / "stage._previous").exists()
     assert not (tmp_path / "stage._staging").exists()
+
+
+def test_collect_with_progress_reports_tasks_and_returns_rows(live_spark):
+    """The fan-out's run log: (done, total) tasks while it runs, all done at the end."""
+
+    def slow(index, rows):
+        time.sleep(0.3)
+        return [(index, row) for row in rows]
+
+    reports: list[tuple[int, int]] = []
+    rdd = live_spark.sparkContext.parallelize(range(8), 4).mapPartitionsWithIndex(slow)
+    rows = collect_with_progress(rdd, lambda *r: reports.append(r), every_s=0.2)
+    assert sorted(row for _, row in rows) == list(range(8))
+    assert reports[-1] == (4, 4)
+    assert all(total in (0, 4) and 0 <= done <= total for done, total in reports)
+    assert len(reports) >= 2  # at least one report while running, one at the end
+
+
+def test_collect_with_progress_raises_the_jobs_error(live_spark):
+    def broken(_index, _rows):
+        raise RuntimeError("item 3 is broken")
+
+    rdd = live_spark.sparkContext.parallelize(range(4), 2).mapPartitionsWithIndex(broken)
+    with pytest.raises(Exception, match="item 3 is broken"):
+        collect_with_progress(rdd, lambda *_: None, every_s=0.1)

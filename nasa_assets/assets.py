@@ -1,0 +1,376 @@
+"""Dagster wiring of the NASA Image Library group: search -> warehouse table -> images in S3.
+
+One dynamic partition per search query (``nasa_queries``). ``nasa_image_search`` pages through
+the API (de-duplicated, optionally sampled) into ``nasa.nasa_image_search``; ``nasa_images``
+fans the downloads out over Spark tasks into ``{S3_PREFIX}/nasa/{query}/images/`` and
+``.../metadata/`` of the object store, skipping what is already there.
+"""
+
+import json
+import time
+from collections import Counter
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+from dagster_pyspark import LazyPySparkResource
+from pydantic import Field
+
+from nasa_assets.download import (
+    DOWNLOADED,
+    FAILED,
+    DownloadJob,
+    StoreSpec,
+    download_partition,
+    summarize,
+)
+from nasa_assets.keys import query_folder, safe_key_component, stored_ids
+from nasa_assets.queries import PARTITIONS_NAME, validate_query
+from nasa_assets.search import DEFAULT_RENDITION, RENDITIONS, sample, search_frame
+from resources.asset_metadata import column_schema
+from resources.nasa_images import NasaImagesResource
+from resources.object_store import ObjectStore
+from resources.settings import load_settings
+from resources.spark import SPARK_POOL, collect_with_progress
+from resources.warehouse import DUCKDB_POOL, table_exists
+
+GROUP = "nasa"
+SCHEMA = "nasa"
+NASA_QUERIES = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
+LISTED_FAILURES = 20
+
+_SEARCH_COLUMNS = [
+    ("query", "VARCHAR", "The search text (the partition key)."),
+    ("nasa_id", "VARCHAR", "NASA's id of the item; unique per query."),
+    ("title", "VARCHAR", "Item title."),
+    ("description", "VARCHAR", "Item description; null when NASA publishes none."),
+    ("date_created", "TIMESTAMP WITH TIME ZONE", "When the image was made (UTC)."),
+    ("center", "VARCHAR", "NASA center that holds the item (JPL, GSFC...)."),
+    ("keywords", "VARCHAR[]", "Keywords; empty when NASA publishes none."),
+    ("image_href", "VARCHAR", "Preview image the search returned; null when it has none."),
+    ("manifest_href", "VARCHAR", "The item's collection.json (every published file)."),
+    ("rank", "INTEGER", "Position in the search results (1-based, first occurrence)."),
+]
+_IMAGE_METADATA_FIELDS = [
+    ("query", "VARCHAR", "The search text."),
+    ("nasa_id", "VARCHAR", "NASA's id (the object name is its key-safe form)."),
+    ("title", "VARCHAR", "Item title."),
+    ("description", "VARCHAR", "Item description or null."),
+    ("date_created", "VARCHAR", "ISO 8601, UTC."),
+    ("center", "VARCHAR", "NASA center."),
+    ("keywords", "VARCHAR[]", "Keywords."),
+    ("preview_href", "VARCHAR", "The search's preview link."),
+    ("manifest_href", "VARCHAR", "The item's collection.json."),
+    ("rendition", "VARCHAR", "orig, large, medium, small or thumb: what was stored."),
+    ("image_href", "VARCHAR", "The file downloaded."),
+    ("image_key", "VARCHAR", "Object key of the stored image."),
+    ("bytes", "BIGINT", "Image size."),
+    ("sha256", "VARCHAR", "Image checksum."),
+]
+
+
+class NasaSearchConfig(dg.Config):
+    sampling_factor: int | None = Field(
+        default=None,
+        description="Keep one result in N, chosen by a hash of nasa_id (deterministic). "
+        "Unset: SEARCH_RESULT_SAMPLING_FACTOR, else 1 (keep all).",
+    )
+
+
+def _query(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
+    try:
+        return validate_query(context.partition_key)
+    except ValueError as exc:
+        raise dg.Failure(f"partition {context.partition_key!r}: {exc}") from None
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "polars", "duckdb"},
+    partitions_def=NASA_QUERIES,
+    pool=DUCKDB_POOL,
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+    metadata={
+        "schema": SCHEMA,
+        "partition_expr": "query",
+        **column_schema(*_SEARCH_COLUMNS),
+    },
+)
+def nasa_image_search(
+    context: dg.AssetExecutionContext,
+    config: NasaSearchConfig,
+    nasa_library: NasaImagesResource,
+    warehouse: DuckDBResource,
+) -> pl.DataFrame:
+    """The NASA Image Library's image results for one query: every page up to the API's
+    100-page cap, repeats across pages dropped, optionally sampled (``sampling_factor``)."""
+    query = _query(context)
+    factor = config.sampling_factor or load_settings().search_result_sampling_factor
+    if factor < 1:
+        raise dg.Failure(f"sampling_factor must be >= 1 (keep one result in N), got {factor}")
+
+    def on_page(page: int, result) -> None:
+        if page == 1 or page % 10 == 0:
+            context.log.info(f"{query!r} page {page}: {len(result.rows)} items")
+
+    client = nasa_library.client(logger=context.log)
+    try:
+        result = client.search(query, on_page=on_page)
+        requests = client.api.stats.requests
+    finally:
+        client.close()
+    kept = sample(result.rows, factor)
+    frame = search_frame(kept)
+    context.log.info(
+        f"{query!r}: {len(result.rows)} distinct results in {result.pages} pages "
+        f"({result.duplicates} repeats dropped), {len(kept)} kept with sampling 1/{factor}; "
+        f"ended: {result.end}"
+    )
+    if frame.is_empty():
+        # The IO manager skips empty frames, which would leave this query's old rows behind.
+        with warehouse.get_connection() as conn:
+            if table_exists(conn, SCHEMA, "nasa_image_search"):
+                conn.execute(f"delete from {SCHEMA}.nasa_image_search where query = ?", [query])
+    context.add_output_metadata(
+        {
+            "source": nasa_library.source,
+            "query": query,
+            "total_hits": result.total_hits if result.total_hits is not None else -1,
+            "pages": result.pages,
+            "search_ended": result.end,
+            "distinct_results": len(result.rows),
+            "duplicates_dropped": result.duplicates,
+            "items_without_id": len(result.skipped),
+            "sampling_factor": factor,
+            "dagster/row_count": frame.height,
+            "without_description": frame["description"].null_count(),
+            "without_preview": frame["image_href"].null_count(),
+            "api_requests": requests,
+        }
+    )
+    return frame
+
+
+class NasaImagesConfig(dg.Config):
+    rendition: str = Field(
+        default=DEFAULT_RENDITION,
+        description="Preferred file: orig, large, medium, small or thumb (the closest one "
+        "published is taken when it is missing).",
+    )
+    tasks: int = Field(
+        default=0, description="Spark tasks sharing the downloads; 0: the session's parallelism."
+    )
+    max_failure_share: float = Field(
+        default=0.1,
+        description="Fail the run when more than this share of the attempted items failed "
+        "(what was stored is kept either way).",
+    )
+
+
+def _store_spec(store: ObjectStore) -> StoreSpec:
+    return StoreSpec(
+        bucket=store.bucket,
+        prefix=store.prefix,
+        endpoint_url=store.endpoint_url,
+        local_dir=str(store.local_dir),
+    )
+
+
+def _failure_table(failures: list[dict]) -> str:
+    lines = ["| nasa_id | error |", "| --- | --- |"]
+    for outcome in failures[:LISTED_FAILURES]:
+        error = str(outcome["error"]).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {outcome['nasa_id']} | {error} |")
+    if len(failures) > LISTED_FAILURES:
+        lines.append(f"| ... | {len(failures) - LISTED_FAILURES} more in failures.json |")
+    return "\n".join(lines)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pyspark", "s3"},
+    partitions_def=NASA_QUERIES,
+    pool=SPARK_POOL,
+    metadata=column_schema(*_IMAGE_METADATA_FIELDS),
+)
+def nasa_images(
+    context: dg.AssetExecutionContext,
+    config: NasaImagesConfig,
+    nasa_image_search: pl.DataFrame,
+    pyspark: LazyPySparkResource,
+    nasa_library: NasaImagesResource,
+    object_store: ObjectStore,
+) -> dg.MaterializeResult:
+    """The query's images and one metadata JSON each (columns below) in the object store, at
+    ``{S3_PREFIX}/nasa/{query}/images/{nasa_id}{ext}`` and ``.../metadata/{nasa_id}.json``.
+
+    Spark spreads the items over tasks, each with one HTTP session and its share of the
+    hourly request budget. Items already stored are skipped, so a re-run or a resumed run only
+    downloads what is missing; per-item failures are listed and fail the run only above
+    ``max_failure_share``."""
+    query = _query(context)
+    if config.rendition not in RENDITIONS:
+        raise dg.Failure(
+            f"rendition must be one of {', '.join(RENDITIONS)}, got {config.rendition!r}"
+        )
+    if not 0.0 <= config.max_failure_share <= 1.0:
+        raise dg.Failure(f"max_failure_share must be in [0, 1], got {config.max_failure_share}")
+    if config.tasks < 0:
+        raise dg.Failure(f"tasks must be >= 0 (0: Spark's parallelism), got {config.tasks}")
+    started = time.perf_counter()
+    folder = object_store.key(query_folder(query))
+    rows = nasa_image_search.to_dicts()
+    images, metadata = stored_ids(object_store.list_keys(folder + "/"), query)
+    done = images & metadata
+    todo = [row for row in rows if safe_key_component(row["nasa_id"]) not in done]
+    skipped = len(rows) - len(todo)
+    context.log.info(
+        f"{query!r}: {len(rows)} items, {skipped} already stored, {len(todo)} to download"
+    )
+
+    outcomes: list[dict] = []
+    tasks = 0
+    if todo:
+        sc = pyspark.spark_session.sparkContext
+        tasks = min(config.tasks or sc.defaultParallelism, len(todo))
+        job = DownloadJob(
+            client=nasa_library.spec().share(tasks),
+            store=_store_spec(object_store),
+            query=query,
+            rendition=config.rendition,
+        )
+        rdd = sc.parallelize(todo, tasks).mapPartitionsWithIndex(
+            lambda index, part: download_partition(job, index, part)
+        )
+        outcomes = collect_with_progress(
+            rdd,
+            lambda done_tasks, total: context.log.info(
+                f"{query!r}: {done_tasks}/{total} Spark tasks done"
+            ),
+            description=f"nasa_images {query}",
+        )
+    summary = summarize(outcomes)
+    for index, part in summary["partitions"].items():
+        context.log.info(
+            f"{query!r} Spark partition {index}: {part[DOWNLOADED]} downloaded, "
+            f"{part[FAILED]} failed, {part['bytes'] / 1e6:.1f} MB, {part['seconds']:.1f} s"
+        )
+    failures = [o for o in outcomes if o["status"] == FAILED]
+    object_store.put_bytes(
+        f"{folder}/failures.json",
+        json.dumps(
+            [{"nasa_id": o["nasa_id"], "error": o["error"]} for o in failures], indent=1
+        ).encode(),
+        "application/json",
+    )
+    seconds = time.perf_counter() - started
+    renditions = Counter(o["rendition"] for o in outcomes if o["status"] == DOWNLOADED)
+    result_metadata = {
+        "source": nasa_library.source,
+        "query": query,
+        "location": object_store.uri(folder),
+        "items": len(rows),
+        "downloaded": summary[DOWNLOADED],
+        "skipped": skipped,
+        "failed": summary[FAILED],
+        "bytes": summary["bytes"],
+        "spark_tasks": tasks,
+        "seconds": round(seconds, 2),
+        "images_per_second": round(summary[DOWNLOADED] / seconds, 1) if seconds else 0.0,
+        "renditions": dict(renditions),
+        "dagster/row_count": len(rows) - summary[FAILED],
+    }
+    if failures:
+        result_metadata["failures"] = dg.MetadataValue.md(_failure_table(failures))
+    context.log.info(
+        f"{query!r}: {summary[DOWNLOADED]} downloaded ({summary['bytes'] / 1e6:.1f} MB), "
+        f"{skipped} skipped, {summary[FAILED]} failed in {seconds:.1f} s"
+    )
+    share = summary[FAILED] / len(todo) if todo else 0.0
+    if share > config.max_failure_share:
+        raise dg.Failure(
+            description=f"{summary[FAILED]} of {len(todo)} downloads failed ({share:.0%}), more "
+            f"than max_failure_share {config.max_failure_share:.0%}; the "
+            f"{summary[DOWNLOADED]} stored are kept and a re-run retries only the rest",
+            metadata=result_metadata,
+        )
+    return dg.MaterializeResult(metadata=result_metadata)
+
+
+def _checked_query(context: dg.AssetCheckExecutionContext) -> str | None:
+    op_context = context.op_execution_context
+    return op_context.partition_key if op_context.has_partition_key else None
+
+
+@dg.asset_check(asset=nasa_image_search, blocking=True, pool=DUCKDB_POOL)
+def nasa_search_ids_unique(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    """Each query lists a nasa_id once, never null, and no two ids share an object key
+    (``nasa_images`` would otherwise overwrite one image with another)."""
+    query = _checked_query(context)
+    with warehouse.get_connection() as conn:
+        if not table_exists(conn, SCHEMA, "nasa_image_search"):
+            return dg.AssetCheckResult(passed=False, metadata={"reason": "table missing"})
+        frame = conn.execute(
+            f"select query, nasa_id from {SCHEMA}.nasa_image_search"
+            + (" where query = ?" if query else ""),
+            [query] if query else [],
+        ).pl()
+    keys = frame.with_columns(
+        pl.col("nasa_id").map_elements(safe_key_component, return_dtype=pl.String).alias("key")
+    )
+    null_ids = frame["nasa_id"].null_count()
+    duplicate_ids = frame.height - frame.select("query", "nasa_id").n_unique()
+    key_collisions = frame.height - keys.select("query", "key").n_unique() - duplicate_ids
+    return dg.AssetCheckResult(
+        passed=null_ids == 0 and duplicate_ids == 0 and key_collisions == 0,
+        metadata={
+            "rows": frame.height,
+            "null_ids": null_ids,
+            "duplicate_ids": duplicate_ids,
+            "key_collisions": key_collisions,
+        },
+    )
+
+
+@dg.asset_check(asset=nasa_images, additional_deps=[nasa_image_search], pool=DUCKDB_POOL)
+def nasa_images_stored(
+    context: dg.AssetCheckExecutionContext,
+    object_store: ObjectStore,
+    warehouse: DuckDBResource,
+) -> dg.AssetCheckResult:
+    """Every search result of the query has its image and metadata JSON in the store (a
+    warning, not a block: failed items are retried by the next run)."""
+    query = _checked_query(context)
+    with warehouse.get_connection() as conn:
+        frame = conn.execute(
+            f"select query, nasa_id from {SCHEMA}.nasa_image_search"
+            + (" where query = ?" if query else ""),
+            [query] if query else [],
+        ).pl()
+    missing: list[str] = []
+    for (name,), group in frame.group_by("query"):
+        folder = object_store.key(query_folder(name))
+        images, metadata = stored_ids(object_store.list_keys(folder + "/"), name)
+        done = images & metadata
+        missing += [f"{name}/{i}" for i in group["nasa_id"] if safe_key_component(i) not in done]
+    return dg.AssetCheckResult(
+        passed=not missing,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "expected": frame.height,
+            "missing": len(missing),
+            "missing_ids": ", ".join(missing[:LISTED_FAILURES]) or "none",
+        },
+    )
+
+
+nasa_job = dg.define_asset_job(
+    "nasa_job",
+    selection=dg.AssetSelection.groups(GROUP),
+    description="Search one query and store its images (one run per query partition).",
+)
+
+NASA_ASSETS = [nasa_image_search, nasa_images]
+NASA_CHECKS = [nasa_search_ids_unique, nasa_images_stored]
