@@ -55,8 +55,8 @@ def stored_ids(keys: list[str], query: str) -> tuple[set[str], set[str]]:
     images: set[str] = set()
     metadata: set[str] = set()
     for key in keys:
-        _, sep, tail = key.rpartition(f"{folder}/")
-        if not sep or "/" not in tail:
+        head, sep, tail = key.rpartition(f"{folder}/")
+        if not sep or "/" not in tail or (head and not head.endswith("/")):
             continue
         kind, _, name = tail.partition("/")
         if "/" in name:

@@ -41,7 +41,15 @@ def load_queries(path: Path = QUERIES_FILE) -> list[str]:
         content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ValueError(f"{path} is not valid YAML: {exc}") from None
-    items = content.get("queries") if isinstance(content, dict) else content
+    if isinstance(content, dict):
+        unknown = sorted(set(content) - {"queries"})
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown key(s) {', '.join(map(str, unknown))}; expected 'queries'"
+            )
+        items = content.get("queries")
+    else:
+        items = content
     if items is None:
         return []
     if not isinstance(items, list):

@@ -60,7 +60,8 @@ def _https(href: str) -> str:
     """NASA's manifests still write ``http://`` links to hosts that serve HTTPS."""
     parts = urlsplit(href)
     if parts.scheme == "http" and (parts.hostname or "") in _NASA_HOSTS:
-        return urlunsplit(("https", *parts[1:]))
+        netloc = parts.netloc.removesuffix(":80")  # HTTP's default port is not HTTPS's
+        return urlunsplit(("https", netloc, *parts[2:]))
     return href
 
 
@@ -127,7 +128,7 @@ class NasaImagesClient:
             total = result.total_hits if result.total_hits is not None else total
             if on_page is not None:
                 on_page(page, result)
-            if not result.has_next or not result.rows:
+            if not result.has_next:
                 break
         unique, duplicates = dedupe(rows)
         return SearchResult(query, unique, page, total, duplicates, skipped, end)
@@ -159,6 +160,7 @@ class NasaClientSpec:
     page_size: int = MAX_PAGE_SIZE
     simulator_seed: int = 0
     simulator_hits: int = 0  # simulated hits per query; 0: the simulator's own sizes
+    simulator_latency_s: float = 0.0  # simulated network round trip per request
 
     def share(self, parts: int) -> NasaClientSpec:
         """This spec with 1/``parts`` of the hourly budget, for one of ``parts`` parallel tasks."""
@@ -172,6 +174,7 @@ class NasaClientSpec:
                 seed=self.simulator_seed,
                 requests_per_hour=max(self.requests_per_hour, REQUESTS_PER_HOUR),
                 default_catalog_size=self.simulator_hits or None,
+                latency_s=self.simulator_latency_s,
             )
         elif self.source_mode == LIVE:
             adapter = None
@@ -211,6 +214,7 @@ class NasaImagesResource(dg.ConfigurableResource):
     max_attempts: int = 5
     simulator_seed: int = 0
     simulator_hits: int = 0
+    simulator_latency_s: float = 0.0
 
     def spec(self) -> NasaClientSpec:
         if self.source_mode not in (SIMULATED, LIVE):
@@ -226,6 +230,7 @@ class NasaImagesResource(dg.ConfigurableResource):
             max_attempts=self.max_attempts,
             simulator_seed=self.simulator_seed,
             simulator_hits=self.simulator_hits,
+            simulator_latency_s=self.simulator_latency_s,
         )
 
     @property

@@ -495,6 +495,7 @@ class NasaImagesSimulator(SimulatorAdapter):
         catalog_sizes: Mapping[str, int] | None = None,
         default_catalog_size: int | None = None,
         failing_ids: Iterable[str] = (),
+        latency_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """
@@ -506,6 +507,8 @@ class NasaImagesSimulator(SimulatorAdapter):
             default_catalog_size: hits for every query not in ``catalog_sizes`` (None:
                 :func:`catalog_size`), e.g. 2,000 for the download benchmark.
             failing_ids: nasa_ids whose image files always answer HTTP 500.
+            latency_s: wait this long before every answer, like a network round trip (0:
+                none); the download benchmark uses it to show how tasks overlap waiting.
             clock: seconds, for the rate-limit window (tests inject a fake one).
         """
         super().__init__()
@@ -520,6 +523,9 @@ class NasaImagesSimulator(SimulatorAdapter):
             raise ValueError("default_catalog_size must be >= 0")
         self.default_catalog_size = default_catalog_size
         self.failing_ids = frozenset(failing_ids)
+        if latency_s < 0:
+            raise ValueError("latency_s must be >= 0")
+        self.latency_s = float(latency_s)
         self._clock = clock
         self._window: deque[float] = deque()  # clock times of the accepted API requests
         self._api_calls = 0
@@ -555,6 +561,8 @@ class NasaImagesSimulator(SimulatorAdapter):
         """As the base class, plus per-response headers (rate-limit state, server)."""
         with self._lock:
             self._calls += 1
+        if self.latency_s:
+            time.sleep(self.latency_s)
         status, body, content_type, headers = self._respond(request)
         return build_response(
             request,
