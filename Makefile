@@ -14,11 +14,11 @@ SERVE_WORKERS ?= 2
 .PHONY: help install dagster-home esios-backfill run demo rain serve test bench lint format clean
 
 help:
-	@echo "make run     set up, then start Dagster (UI on http://localhost:$(DAGSTER_PORT)) with the minute sensor on"
+	@echo "make run     set up, then start Dagster (UI on http://localhost:$(DAGSTER_PORT)) and the dashboard (http://localhost:$(SERVE_PORT))"
 	@echo "make demo    materialize the current minute once and print the next-hour rain table"
 	@echo "make rain    print the latest next-hour rain numbers from the warehouse"
 	@echo "make esios-backfill   load the ESIOS brief's range (2017-2018) into DuckDB, SQL and CSV"
-	@echo "make serve   start the /predict API on http://localhost:$(SERVE_PORT) ($(SERVE_WORKERS) workers)"
+	@echo "make serve   start only the web service (dashboard, /predict) on http://localhost:$(SERVE_PORT)"
 	@echo "make test    set up, then run the whole test suite"
 	@echo "make bench   run the benchmarks in benchmarks/ (not part of CI)"
 	@echo "make lint    ruff check + ruff format --check"
@@ -47,8 +47,13 @@ esios-backfill: install dagster-home
 		--select esios_demand_forecast,demand_forecast_esios --partition-range 2017-01-01...2018-12-01
 	$(BIN)/dagster asset materialize -m definitions --select esios_demand_forecast_csv
 
+# The web service (dashboard + /predict) runs beside `dagster dev` and stops with it.
 run: install dagster-home
 	@$(MAKE) --no-print-directory esios-backfill || echo "ESIOS backfill failed (see above); starting Dagster anyway"
+	@echo "Dagster UI: http://localhost:$(DAGSTER_PORT)   dashboard and /predict: http://localhost:$(SERVE_PORT)"
+	OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host 0.0.0.0 --port $(SERVE_PORT) \
+		--workers $(SERVE_WORKERS) & serve_pid=$$!; \
+	trap 'kill $$serve_pid 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -p $(DAGSTER_PORT)
 
 demo: install dagster-home
@@ -60,7 +65,7 @@ demo: install dagster-home
 rain: install
 	$(BIN)/python -m weather_assets.now
 
-# The /predict API (docs/serving.md); OpenMP off: a single-row prediction gains nothing from it.
+# The web service alone (docs/serving.md); OpenMP off: a single-row prediction gains nothing from it.
 serve: install
 	OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host 0.0.0.0 --port $(SERVE_PORT) \
 		--workers $(SERVE_WORKERS)

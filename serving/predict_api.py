@@ -86,7 +86,14 @@ def holder_of(request: Request) -> ModelHolder:
 async def predict(
     request: Request, vol_moving_avg: VolMovingAvg, adj_close_rolling_med: AdjCloseRollingMed
 ) -> int:
-    holder = holder_of(request)
+    return await predicted_volume(holder_of(request), vol_moving_avg, adj_close_rolling_med)
+
+
+async def predicted_volume(
+    holder: ModelHolder, vol_moving_avg: float, adj_close_rolling_med: float
+) -> int:
+    """The current model's prediction (shared by ``/predict`` and the ``/volume`` page);
+    HTTP 503 while there is no loadable model."""
     if holder.check_due():
         await holder.refresh_if_due()
     current = holder.current

@@ -1,0 +1,104 @@
+"""The dashboard pages and JSON twins through TestClient: a fresh platform, then a populated
+one; the /volume form gives exactly /predict's answers and validation messages."""
+
+from __future__ import annotations
+
+import re
+
+import dagster as dg
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from tests.serving.dashboard_data import populate
+
+
+@pytest.fixture
+def fresh_client(platform_env):
+    with TestClient(create_app()) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """One populated platform and one app for the module (populating takes seconds)."""
+    with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
+        for name in ("SOURCE_MODE", "S3_BUCKET", "S3_ENDPOINT_URL", "WAREHOUSE_PATH"):
+            env.delenv(name, raising=False)
+        env.setenv("DATA_DIR", str(tmp_path_factory.mktemp("dashboard") / "data"))
+        populate(instance)
+        with TestClient(create_app()) as client:
+            yield client
+
+
+def test_a_fresh_machine_gets_pages_that_say_there_is_no_data_yet(fresh_client):
+    page = fresh_client.get("/")
+    assert page.status_code == 200 and "No next-hour totals yet" in page.text
+    assert "Last warehouse read failed" in page.text  # the warehouse file does not exist yet
+    assert fresh_client.get("/rain").json() == []
+    assert fresh_client.get("/rain").headers["X-Data-Stale"] == "true"
+    temperature = fresh_client.get("/temperature")
+    assert temperature.status_code == 200 and "no data yet" in temperature.text
+    volume = fresh_client.get("/volume", params={"vol_moving_avg": 1, "adj_close_rolling_med": 2})
+    assert volume.status_code == 503 and "no volume model yet" in volume.text
+
+
+def test_rain_page_and_json_show_the_same_latest_minute(client):
+    rows = client.get("/rain")
+    data = rows.json()
+    assert len(data) > 1 and data[0]["location_id"] == "office"
+    assert len({row["window_start"] for row in data}) == 1
+    assert set(data[0]) == {
+        "location_id", "name", "lat", "lon", "window_start",
+        "next_hour_precipitation_mm", "minutes_covered",
+    }  # fmt: skip
+    assert rows.headers["X-Data-Stale"] == "false"
+    assert float(rows.headers["X-Data-Age-Seconds"]) < 180
+    page = client.get("/").text
+    assert page.count('data-location="') == len(data)
+    office = data[0]["next_hour_precipitation_mm"]
+    assert f'<td class="num mm">{office:.2f}</td>' in page
+
+
+def test_temperature_page_and_json(client):
+    data = client.get("/temperature.json").json()
+    assert data["model_version"] == "2026-11-21"
+    assert data["points"][-1]["actual_c"] is None and data["points"][-1]["predicted_c"] == 9.25
+    page = client.get("/temperature").text
+    assert page.count("<polyline") >= 4  # actual, predicted, MSE 24 h, MSE 7 d
+    assert re.search(r'id="mse-24h">\d+\.\d{3}<', page)
+    assert "9.2 °C" in page or "9.3 °C" in page  # the open forecast
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"vol_moving_avg": "-1", "adj_close_rolling_med": "abc"},
+        {"vol_moving_avg": "inf", "adj_close_rolling_med": "5"},
+        {"vol_moving_avg": "10"},
+    ],
+)
+def test_volume_form_reports_the_apis_own_messages(client, params):
+    api = client.get("/predict", params=params)
+    assert api.status_code == 422
+    page = client.get("/volume", params=params)
+    assert page.status_code == 422 and 'id="prediction"' not in page.text
+    shown = re.findall(r'class="field-error"[^>]*>([^<]*)<', page.text)
+    assert sorted(shown) == sorted(error["msg"] for error in api.json()["detail"])
+
+
+def test_volume_form_predicts_what_predict_answers(client):
+    params = {"vol_moving_avg": "25000", "adj_close_rolling_med": "31.5"}
+    expected = client.get("/predict", params=params).json()
+    page = client.get("/volume", params=params)
+    assert page.status_code == 200
+    assert re.search(r'<output id="prediction"[^>]*>(\d+)</output>', page.text).group(1) == str(
+        expected
+    )
+    assert client.get("/volume").status_code == 200  # the empty form
+
+
+def test_openapi_lists_the_json_twins_not_the_pages(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/rain", "/temperature.json", "/predict", "/health"} <= set(paths)
+    assert "/" not in paths and "/volume" not in paths

@@ -1,0 +1,87 @@
+"""The dashboard's snapshot: read once, published whole, kept when a read fails."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pytest
+
+from resources.settings import load_settings
+from serving.warehouse_snapshot import (
+    DEFAULT_REFRESH_SECONDS,
+    Snapshot,
+    SnapshotHolder,
+    read_snapshot,
+    refresh_seconds_from_env,
+)
+from tests.serving.dashboard_data import temperature_frames, write_temperature_tables
+
+
+def test_a_missing_warehouse_is_an_empty_snapshot_and_a_reported_error(platform_env):
+    holder = SnapshotHolder(load_settings().warehouse_path)
+    assert holder.refresh() is False
+    assert holder.current == Snapshot()
+    status = holder.status()
+    assert "does not exist yet" in status["last_error"]
+    assert status["rain_stale"] is True and status["warehouse_read_at"] is None
+
+
+def test_tables_not_created_yet_read_as_no_rows(platform_env):
+    path = load_settings().warehouse_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duckdb.connect(str(path)).close()
+    snapshot = read_snapshot(path, {})
+    assert snapshot.rain == snapshot.temperature == snapshot.accuracy == []
+    assert snapshot.read_at is not None and snapshot.model_version is None
+
+
+def test_temperature_rows_are_utc_with_the_open_forecast_last(platform_env):
+    write_temperature_tables()
+    frames = temperature_frames()
+    snapshot = read_snapshot(load_settings().warehouse_path, {})
+    hours = [p["hour"] for p in snapshot.temperature]
+    assert len(hours) == frames["temperature_actuals"].height + 1
+    assert all(h.tzinfo is not None and h.utcoffset() == timedelta(0) for h in hours)
+    assert hours == sorted(hours)
+    assert snapshot.temperature[-1]["actual_c"] is None  # the next hour: predicted only
+    assert snapshot.temperature[-1]["predicted_c"] == 9.25
+    assert snapshot.model_version == "2026-11-21"
+    assert len(snapshot.accuracy) == frames["temperature_accuracy"].height
+
+
+def test_a_failed_refresh_keeps_the_previous_snapshot(platform_env, monkeypatch):
+    write_temperature_tables()
+    holder = SnapshotHolder(load_settings().warehouse_path)
+    assert holder.refresh()
+    good = holder.current
+
+    def locked(*args, **kwargs):
+        raise duckdb.IOException("Could not set lock on file: Conflicting lock is held")
+
+    monkeypatch.setattr("serving.warehouse_snapshot.read_snapshot", locked)
+    assert holder.refresh() is False
+    assert holder.current is good
+    assert "Conflicting lock" in holder.status()["last_error"]
+    monkeypatch.undo()
+    assert holder.refresh() and holder.status()["last_error"] is None
+
+
+def test_rain_staleness_follows_the_window_start():
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    fresh = Snapshot(rain=[{"window_start": now - timedelta(minutes=2)}])
+    old = Snapshot(rain=[{"window_start": now - timedelta(minutes=4)}])
+    assert not fresh.rain_stale(now) and fresh.rain_age_seconds(now) == 120
+    assert old.rain_stale(now)
+    assert Snapshot().rain_stale(now) and Snapshot().rain_age_seconds(now) is None
+
+
+def test_refresh_seconds_setting(monkeypatch):
+    monkeypatch.delenv("DASHBOARD_REFRESH_SECONDS", raising=False)
+    assert refresh_seconds_from_env() == DEFAULT_REFRESH_SECONDS
+    monkeypatch.setenv("DASHBOARD_REFRESH_SECONDS", "2.5")
+    assert refresh_seconds_from_env() == 2.5
+    for bad in ("0", "soon"):
+        monkeypatch.setenv("DASHBOARD_REFRESH_SECONDS", bad)
+        with pytest.raises(ValueError, match="DASHBOARD_REFRESH_SECONDS"):
+            refresh_seconds_from_env()
