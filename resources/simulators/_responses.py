@@ -87,6 +87,14 @@ class SimulatorAdapter(BaseAdapter):
         """``(status, body, content type or None for JSON)`` for one request."""
         raise NotImplementedError
 
+    def respond(
+        self, request: requests.PreparedRequest
+    ) -> tuple[int, Any, str | None, Mapping[str, str]]:
+        """``answer()`` plus the response headers; override when headers vary per response
+        (e.g. rate-limit state)."""
+        status, body, content_type = self.answer(request)
+        return status, body, content_type, self.server_headers
+
     def send(
         self,
         request: requests.PreparedRequest,
@@ -99,12 +107,12 @@ class SimulatorAdapter(BaseAdapter):
         """Answer one request; never touches the network."""
         with self._lock:
             self._calls += 1
-        status, body, content_type = self.answer(request)
+        status, body, content_type, headers = self.respond(request)
         return build_response(
             request,
             status,
             body,
-            headers=self.server_headers,
+            headers=headers,
             content_type=content_type or JSON_CONTENT_TYPE,
             connection=self,
         )

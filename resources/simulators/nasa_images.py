@@ -51,7 +51,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import requests
 
-from resources.simulators._responses import JSON_CONTENT_TYPE, SimulatorAdapter, build_response
+from resources.simulators._responses import SimulatorAdapter
 
 __all__ = [
     "API_BASE_URL",
@@ -549,37 +549,16 @@ class NasaImagesSimulator(SimulatorAdapter):
 
     # -- transport
 
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: float | tuple[float, float] | None = None,
-        verify: bool | str = True,
-        cert: str | tuple[str, str] | None = None,
-        proxies: dict[str, str] | None = None,
-    ) -> requests.Response:
-        """As the base class, plus per-response headers (rate-limit state, server)."""
-        with self._lock:
-            self._calls += 1
-        if self.latency_s:
-            time.sleep(self.latency_s)
-        status, body, content_type, headers = self._respond(request)
-        return build_response(
-            request,
-            status,
-            body,
-            headers=headers,
-            content_type=content_type or JSON_CONTENT_TYPE,
-            connection=self,
-        )
-
     def answer(self, request: requests.PreparedRequest) -> _Answer:
-        status, body, content_type, _ = self._respond(request)
+        status, body, content_type, _ = self.respond(request)
         return status, body, content_type
 
-    def _respond(
+    def respond(
         self, request: requests.PreparedRequest
     ) -> tuple[int, Any, str | None, dict[str, str]]:
+        """The answer with its per-response headers (rate-limit state, server)."""
+        if self.latency_s:
+            time.sleep(self.latency_s)
         url = urlsplit(request.url or "")
         host = (url.hostname or "").lower()
         if host == _ASSETS_HOST:
