@@ -167,6 +167,12 @@ class NasaImagesConfig(dg.Config):
     )
 
 
+def _stored(store: ObjectStore, query: str) -> set[str]:
+    """Key-safe ids of the query whose image and metadata JSON are both in the store."""
+    images, metadata = stored_ids(store.list_keys(store.key(query_folder(query)) + "/"), query)
+    return images & metadata
+
+
 def _store_spec(store: ObjectStore) -> StoreSpec:
     return StoreSpec(
         bucket=store.bucket,
@@ -220,8 +226,7 @@ def nasa_images(
     started = time.perf_counter()
     folder = object_store.key(query_folder(query))
     rows = nasa_image_search.to_dicts()
-    images, metadata = stored_ids(object_store.list_keys(folder + "/"), query)
-    done = images & metadata
+    done = _stored(object_store, query)
     todo = [row for row in rows if safe_key_component(row["nasa_id"]) not in done]
     skipped = len(rows) - len(todo)
     context.log.info(
@@ -302,21 +307,27 @@ def _checked_query(context: dg.AssetCheckExecutionContext) -> str | None:
     return op_context.partition_key if op_context.has_partition_key else None
 
 
+def _search_ids(warehouse: DuckDBResource, query: str | None) -> pl.DataFrame | None:
+    """(query, nasa_id) of one query, or of all when run alone; None before the table exists."""
+    with warehouse.get_connection() as conn:
+        if not table_exists(conn, SCHEMA, "nasa_image_search"):
+            return None
+        return conn.execute(
+            f"select query, nasa_id from {SCHEMA}.nasa_image_search"
+            + (" where query = ?" if query else ""),
+            [query] if query else [],
+        ).pl()
+
+
 @dg.asset_check(asset=nasa_image_search, blocking=True, pool=DUCKDB_POOL)
 def nasa_search_ids_unique(
     context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
 ) -> dg.AssetCheckResult:
     """Each query lists a nasa_id once, never null, and no two ids share an object key
     (``nasa_images`` would otherwise overwrite one image with another)."""
-    query = _checked_query(context)
-    with warehouse.get_connection() as conn:
-        if not table_exists(conn, SCHEMA, "nasa_image_search"):
-            return dg.AssetCheckResult(passed=False, metadata={"reason": "table missing"})
-        frame = conn.execute(
-            f"select query, nasa_id from {SCHEMA}.nasa_image_search"
-            + (" where query = ?" if query else ""),
-            [query] if query else [],
-        ).pl()
+    frame = _search_ids(warehouse, _checked_query(context))
+    if frame is None:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": "table missing"})
     keys = frame.with_columns(
         pl.col("nasa_id").map_elements(safe_key_component, return_dtype=pl.String).alias("key")
     )
@@ -342,18 +353,12 @@ def nasa_images_stored(
 ) -> dg.AssetCheckResult:
     """Every search result of the query has its image and metadata JSON in the store (a
     warning, not a block: failed items are retried by the next run)."""
-    query = _checked_query(context)
-    with warehouse.get_connection() as conn:
-        frame = conn.execute(
-            f"select query, nasa_id from {SCHEMA}.nasa_image_search"
-            + (" where query = ?" if query else ""),
-            [query] if query else [],
-        ).pl()
+    frame = _search_ids(warehouse, _checked_query(context))
+    if frame is None:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": "table missing"})
     missing: list[str] = []
     for (name,), group in frame.group_by("query"):
-        folder = object_store.key(query_folder(name))
-        images, metadata = stored_ids(object_store.list_keys(folder + "/"), name)
-        done = images & metadata
+        done = _stored(object_store, name)
         missing += [f"{name}/{i}" for i in group["nasa_id"] if safe_key_component(i) not in done]
     return dg.AssetCheckResult(
         passed=not missing,

@@ -63,16 +63,6 @@ def live(tmp_path_factory) -> Iterator[tuple[str, dg.DagsterInstance]]:
         yield pair
 
 
-@pytest.fixture(scope="module")
-def server(live) -> str:
-    return live[0]
-
-
-@pytest.fixture(scope="module")
-def platform(live) -> dg.DagsterInstance:
-    return live[1]
-
-
 def rain_json(server: str) -> list[dict]:
     response = httpx.get(f"{server}/rain", timeout=10)
     assert response.status_code == 200

@@ -66,16 +66,6 @@ def live(tmp_path_factory) -> Iterator[tuple[str, dg.DagsterInstance]]:
         yield pair
 
 
-@pytest.fixture(scope="module")
-def server(live) -> str:
-    return live[0]
-
-
-@pytest.fixture(scope="module")
-def platform(live) -> dg.DagsterInstance:
-    return live[1]
-
-
 def rain_as_of(server: str) -> str:
     rows = httpx.get(f"{server}/rain", timeout=10).json()
     assert rows[0]["location_id"] == "office"
