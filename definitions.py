@@ -92,6 +92,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             source_mode=settings.source_mode,
             base_url=settings.esios_base_url,
             simulator_seed=settings.simulator_seed,
+            simulator_fault_rate=settings.simulator_fault_rate,
             **(
                 {"api_token": dg.EnvVar("ESIOS_API_TOKEN")}
                 if settings.source_mode == LIVE or os.environ.get("ESIOS_API_TOKEN")
@@ -110,6 +111,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             source_mode=settings.source_mode,
             base_url=settings.nasa_images_base_url,
             simulator_seed=settings.simulator_seed,
+            simulator_fault_rate=settings.simulator_fault_rate,
             **({"api_key": dg.EnvVar("NASA_API_KEY")} if os.environ.get("NASA_API_KEY") else {}),
         ),
         "openweathermap": OpenWeatherMapResource(
@@ -117,6 +119,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             base_url=settings.openweathermap_base_url,
             calls_per_minute=settings.openweathermap_calls_per_minute,
             simulator_seed=settings.simulator_seed,
+            simulator_fault_rate=settings.simulator_fault_rate,
             **(keys if settings.source_mode == LIVE else {}),
         ),
     }

@@ -17,6 +17,7 @@ import dagster as dg
 from resources.http import ApiResponseError, HttpClient, RetryPolicy
 from resources.settings import LIVE, SIMULATED
 from resources.simulators.esios import EsiosSimulator
+from resources.simulators.faults import FaultPlan
 
 __all__ = [
     "DEMAND_FORECAST_INDICATOR",
@@ -97,6 +98,7 @@ class EsiosResource(dg.ConfigurableResource):
     base_url: str = ESIOS_BASE_URL
     api_token: str | None = None
     simulator_seed: int = 0
+    simulator_fault_rate: float = 0.0
     timeout_s: float = 30.0
     max_attempts: int = 5
 
@@ -117,7 +119,11 @@ class EsiosResource(dg.ConfigurableResource):
         """A client for the configured mode; fails at once on a missing live token."""
         token = self._token()
         adapter = (
-            EsiosSimulator(seed=self.simulator_seed) if self.source_mode == SIMULATED else None
+            EsiosSimulator(
+                seed=self.simulator_seed, faults=FaultPlan(rate=self.simulator_fault_rate)
+            )
+            if self.source_mode == SIMULATED
+            else None
         )
         http = HttpClient(
             service=SERVICE,

@@ -161,6 +161,7 @@ class NasaClientSpec:
     simulator_seed: int = 0
     simulator_hits: int = 0  # simulated hits per query; 0: the simulator's own sizes
     simulator_latency_s: float = 0.0  # simulated network round trip per request
+    simulator_fault_rate: float = 0.0  # share of simulated requests that fail (faults.py)
 
     def share(self, parts: int) -> NasaClientSpec:
         """This spec with 1/``parts`` of the hourly budget, for one of ``parts`` parallel tasks."""
@@ -168,6 +169,7 @@ class NasaClientSpec:
 
     def build(self, logger: logging.Logger | None = None) -> NasaImagesClient:
         if self.source_mode == SIMULATED:
+            from resources.simulators.faults import FaultPlan
             from resources.simulators.nasa_images import NasaImagesSimulator
 
             adapter = NasaImagesSimulator(
@@ -175,6 +177,7 @@ class NasaClientSpec:
                 requests_per_hour=max(self.requests_per_hour, REQUESTS_PER_HOUR),
                 default_catalog_size=self.simulator_hits or None,
                 latency_s=self.simulator_latency_s,
+                faults=FaultPlan(rate=self.simulator_fault_rate),
             )
         elif self.source_mode == LIVE:
             adapter = None
@@ -215,6 +218,7 @@ class NasaImagesResource(dg.ConfigurableResource):
     simulator_seed: int = 0
     simulator_hits: int = 0
     simulator_latency_s: float = 0.0
+    simulator_fault_rate: float = 0.0
 
     def spec(self) -> NasaClientSpec:
         if self.source_mode not in (SIMULATED, LIVE):
@@ -231,6 +235,7 @@ class NasaImagesResource(dg.ConfigurableResource):
             simulator_seed=self.simulator_seed,
             simulator_hits=self.simulator_hits,
             simulator_latency_s=self.simulator_latency_s,
+            simulator_fault_rate=self.simulator_fault_rate,
         )
 
     @property

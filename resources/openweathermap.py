@@ -19,6 +19,7 @@ import dagster as dg
 from resources.http import ApiAuthError, ApiError, ApiResponseError, HttpClient, RetryPolicy
 from resources.rate_limit import TokenBucket
 from resources.settings import LIVE, OPENWEATHERMAP_BASE_URL, SIMULATED
+from resources.simulators.faults import FaultPlan
 from resources.simulators.openweathermap import OneCallSimulator
 from weather_assets.locations import Location
 from weather_assets.rain import PayloadError, minutely_rows
@@ -39,6 +40,11 @@ class OneCallClient:
     @property
     def retries(self) -> int:
         return self._http.stats.retries
+
+    @property
+    def retries_by_reason(self) -> dict[str, int]:
+        """e.g. {"HTTP 503": 2, "timeout": 1, "malformed body": 1}."""
+        return self._http.stats.retries_by_reason
 
     def minutely(self, lat: float, lon: float) -> dict[str, Any]:
         payload = self._http.get_json(
@@ -123,6 +129,7 @@ class OpenWeatherMapResource(dg.ConfigurableResource):
     max_attempts: int = 5
     max_workers: int = 16
     simulator_seed: int = 0
+    simulator_fault_rate: float = 0.0
 
     @property
     def key_env_var(self) -> str:
@@ -163,7 +170,10 @@ class OpenWeatherMapResource(dg.ConfigurableResource):
         elif self.source_mode == SIMULATED:
             keys = [f"simulated-key-{i}" for i in range(n_shards)]
             adapter = OneCallSimulator(
-                seed=self.simulator_seed, clock=clock, calls_per_minute=self.calls_per_minute
+                seed=self.simulator_seed,
+                clock=clock,
+                calls_per_minute=self.calls_per_minute,
+                faults=FaultPlan(rate=self.simulator_fault_rate),
             )
         else:
             raise dg.Failure(f"SOURCE_MODE must be simulated or live, got {self.source_mode!r}")

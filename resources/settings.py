@@ -54,6 +54,7 @@ class Settings:
     openweathermap_calls_per_minute: int
     locations_file: Path
     simulator_seed: int
+    simulator_fault_rate: float
     rain_partition_days: int
     rain_raw_retention_hours: int
     observation_stations: str
@@ -104,6 +105,7 @@ def load_settings() -> Settings:
             )
         ),
         simulator_seed=_env_int("SIMULATOR_SEED", 0),
+        simulator_fault_rate=_fault_rate(),
         rain_partition_days=partition_days,
         rain_raw_retention_hours=retention_hours,
         observation_stations=_env(
@@ -115,6 +117,22 @@ def load_settings() -> Settings:
         nasa_images_base_url=_env("NASA_IMAGES_BASE_URL", NASA_IMAGES_BASE_URL),
         search_result_sampling_factor=_sampling_factor(),
     )
+
+
+def _fault_rate() -> float:
+    raw = _env("SIMULATOR_FAULT_RATE")
+    if raw is None:
+        return 0.0
+    try:
+        rate = float(raw)
+    except ValueError:
+        raise SettingsError(f"SIMULATOR_FAULT_RATE must be a number, got {raw!r}") from None
+    if not 0.0 <= rate < 1.0:
+        raise SettingsError(
+            f"SIMULATOR_FAULT_RATE must be at least 0 and below 1 (a share of simulated "
+            f"requests that fail), got {raw!r}"
+        )
+    return rate
 
 
 STOCK_SIZES = ("small", "kaggle")

@@ -3,6 +3,7 @@
 import gzip
 import json
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -120,6 +121,7 @@ def rain_forecasts(
     live = openweathermap.source_mode == LIVE
     frames, failed, raw_uris = [], [], []
     retries = 0
+    retry_reasons: Counter[str] = Counter()
     started = time.perf_counter()
     for minute in window_starts(context.partition_time_window, timedelta(minutes=1)):
         if live and (reason := stale_minute_error(minute, datetime.now(UTC))):
@@ -131,7 +133,9 @@ def rain_forecasts(
             results = fetch_nowcasts(shards, clients, max_workers=openweathermap.max_workers)
         except ApiAuthError as exc:
             raise dg.Failure(str(exc)) from None
-        retries += sum(c.retries for c in {id(c): c for c in clients}.values())
+        for client in {id(c): c for c in clients}.values():
+            retries += client.retries
+            retry_reasons.update(client.retries_by_reason)
         failures = [r for r in results if r.error is not None]
         if len(failures) > config.max_failed_share * n_locations:
             listed = "; ".join(f"{r.location.location_id}: {r.error}" for r in failures[:5])
@@ -158,6 +162,7 @@ def rain_forecasts(
             "failed_coordinates": len(failed),
             "failed_ids": ", ".join(sorted(set(failed))[:20]) or "none",
             "http_retries": retries,
+            "http_retries_by_reason": dict(sorted(retry_reasons.items())),
             "fetch_seconds": round(time.perf_counter() - started, 3),
             "raw_payloads": raw_uris[-1] if raw_uris else "not archived",
             "dagster/row_count": forecasts.height,

@@ -19,6 +19,8 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
+from resources.simulators.faults import FaultInjector, FaultPlan, build_fault
+
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
@@ -69,14 +71,19 @@ def build_response(
 
 class SimulatorAdapter(BaseAdapter):
     """Base of the in-process API simulators: counts calls and turns ``answer()`` into a
-    ``requests.Response``, so each simulator only says what its API would answer."""
+    ``requests.Response``, so each simulator only says what its API would answer.
+
+    ``faults`` (see :mod:`resources.simulators.faults`) makes a share of requests fail the way
+    real APIs do, before or instead of the simulator's own answer.
+    """
 
     server_headers: Mapping[str, str] = {}
 
-    def __init__(self) -> None:
+    def __init__(self, faults: FaultPlan | None = None) -> None:
         super().__init__()
         self._lock = threading.Lock()
         self._calls = 0
+        self.faults = FaultInjector(faults or FaultPlan())
 
     @property
     def calls(self) -> int:
@@ -107,6 +114,9 @@ class SimulatorAdapter(BaseAdapter):
         """Answer one request; never touches the network."""
         with self._lock:
             self._calls += 1
+        kind = self.faults.draw()
+        if kind is not None:
+            return self._fault(request, kind)
         status, body, content_type, headers = self.respond(request)
         return build_response(
             request,
@@ -114,6 +124,26 @@ class SimulatorAdapter(BaseAdapter):
             body,
             headers=headers,
             content_type=content_type or JSON_CONTENT_TYPE,
+            connection=self,
+        )
+
+    def _fault(self, request: requests.PreparedRequest, kind: str) -> requests.Response:
+        real_body = None
+        if kind == "truncated_body":
+            # Cut from the answer the API would have sent (it was processed, then cut off).
+            _, body, _, _ = self.respond(request)
+            if isinstance(body, str):
+                body = body.encode("utf-8")
+            real_body = body if isinstance(body, bytes) else json_bytes(body)
+        fault = build_fault(kind, request, real_body, retry_after_s=self.faults.plan.retry_after_s)
+        if fault.exception is not None:
+            raise fault.exception
+        return build_response(
+            request,
+            fault.status,
+            fault.body,
+            headers={**self.server_headers, **dict(fault.headers)},
+            content_type=fault.content_type or JSON_CONTENT_TYPE,
             connection=self,
         )
 

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from resources.simulators._responses import SimulatorAdapter
+from resources.simulators.faults import FaultPlan
 
 __all__ = [
     "ACCESS_DENIED_BODY",
@@ -209,13 +210,20 @@ class EsiosSimulator(SimulatorAdapter):
 
     server_headers = _SERVER_HEADERS
 
-    def __init__(self, *, seed: int = 0, is_valid_key: Callable[[str], bool] | None = None):
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        is_valid_key: Callable[[str], bool] | None = None,
+        faults: FaultPlan | None = None,
+    ):
         """
         Args:
             seed: selects the synthetic demand; same seed, same answers.
             is_valid_key: which ``x-api-key`` values are accepted; default any non-empty one.
+            faults: injected failures (``SIMULATOR_FAULT_RATE``); default none.
         """
-        super().__init__()
+        super().__init__(faults)
         self.seed = int(seed)
         self._is_valid_key = is_valid_key or bool
 

@@ -52,6 +52,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import requests
 
 from resources.simulators._responses import SimulatorAdapter
+from resources.simulators.faults import FaultPlan
 
 __all__ = [
     "API_BASE_URL",
@@ -497,6 +498,7 @@ class NasaImagesSimulator(SimulatorAdapter):
         failing_ids: Iterable[str] = (),
         latency_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        faults: FaultPlan | None = None,
     ) -> None:
         """
         Args:
@@ -510,8 +512,9 @@ class NasaImagesSimulator(SimulatorAdapter):
             latency_s: wait this long before every answer, like a network round trip (0:
                 none); the download benchmark uses it to show how tasks overlap waiting.
             clock: seconds, for the rate-limit window (tests inject a fake one).
+            faults: injected failures (``SIMULATOR_FAULT_RATE``); default none.
         """
-        super().__init__()
+        super().__init__(faults)
         if requests_per_hour < 1:
             raise ValueError("requests_per_hour must be positive")
         self.seed = int(seed)

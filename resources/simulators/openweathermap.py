@@ -28,6 +28,7 @@ import numpy as np
 import requests
 
 from resources.simulators._responses import SimulatorAdapter
+from resources.simulators.faults import FaultPlan
 from resources.simulators.rain_field import has_nowcast, rain_rate_mm_per_h
 
 ONECALL_PATH = "/data/3.0/onecall"
@@ -193,6 +194,7 @@ class OneCallSimulator(SimulatorAdapter):
         calls_per_minute: int | None = 60,
         is_valid_key: Callable[[str], bool] | None = None,
         no_nowcast_share: float = 0.03,
+        faults: FaultPlan | None = None,
     ) -> None:
         """
         Args:
@@ -203,8 +205,9 @@ class OneCallSimulator(SimulatorAdapter):
                 refilling calls_per_minute/60 per second (time.monotonic). None: no limit.
             is_valid_key: default accepts any non-empty key not starting with "invalid".
             no_nowcast_share: share of 5° regions without a nowcast (no ``minutely``).
+            faults: injected failures (``SIMULATOR_FAULT_RATE``); default none.
         """
-        super().__init__()
+        super().__init__(faults)
         if calls_per_minute is not None and calls_per_minute <= 0:
             raise ValueError("calls_per_minute must be positive or None")
         if not 0.0 <= no_nowcast_share <= 1.0:
