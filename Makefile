@@ -34,10 +34,10 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
-dagster-home:
+# dagster.yaml from dagster.yaml.template; with DAGSTER_PG_URL set, instance storage in PostgreSQL.
+dagster-home: install
 	@mkdir -p "$(DAGSTER_HOME)" "$(DATA_DIR)"
-	@cp dagster.yaml.template "$(DAGSTER_HOME)/dagster.yaml"
-	@echo "DAGSTER_HOME=$(DAGSTER_HOME) (dagster.yaml: duckdb pool limit 1, run queue)"
+	@$(BIN)/python -m resources.instance_config "$(DAGSTER_HOME)/dagster.yaml"
 
 # The ESIOS brief's range (2017-2018, 24 monthly partitions in one run), then its CSV. Creates
 # the SQL target table first (the load itself never creates it).
@@ -70,8 +70,9 @@ serve: install
 	OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host 0.0.0.0 --port $(SERVE_PORT) \
 		--workers $(SERVE_WORKERS)
 
+# PYTEST_ARGS narrows it, e.g. `make test PYTEST_ARGS="-m e2e"` (CI runs that with DAGSTER_PG_URL).
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/definitions_load.py

@@ -11,6 +11,7 @@ import boto3
 import dagster as dg
 import pytest
 
+from resources.instance_config import PG_URL_ENV, postgres_storage, validate_pg_url
 from resources.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,8 +54,28 @@ def platform_resources(platform_env):
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as inst:
+    """The Dagster instance end-to-end tests materialize through.
+
+    SQLite in a temp dir by default; with ``DAGSTER_PG_URL`` set (CI does it once), instance
+    storage in that PostgreSQL database, wiped before each test so tests stay independent.
+    """
+    pg_url = os.environ.get(PG_URL_ENV)
+    if not pg_url:
+        with dg.instance_for_test() as inst:
+            yield inst
+        return
+    validate_pg_url(pg_url)
+    with dg.instance_for_test(overrides={"storage": postgres_storage()}) as inst:
+        assert type(inst.run_storage).__name__ == "PostgresRunStorage"
+        inst.wipe()
         yield inst
+
+
+def pytest_collection_modifyitems(items):
+    # End to end = materializes through a Dagster instance: what CI repeats on PostgreSQL.
+    for item in items:
+        if "instance" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
 
 
 def _free_port() -> int:

@@ -1,0 +1,93 @@
+"""dagster.yaml for `make run`: the template, plus PostgreSQL storage when DAGSTER_PG_URL is set."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import dagster as dg
+import pytest
+import yaml
+
+from resources.instance_config import (
+    TEMPLATE,
+    InstanceConfigError,
+    instance_yaml,
+    main,
+    validate_pg_url,
+)
+
+
+def test_without_a_url_the_template_is_written_unchanged(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    target = tmp_path / "home" / "dagster.yaml"
+    assert main([str(target)]) == 0
+    assert target.read_text() == TEMPLATE.read_text()
+    assert "storage" not in yaml.safe_load(target.read_text())
+
+
+def test_with_a_url_storage_names_the_variable_not_the_password() -> None:
+    url = "postgresql+psycopg2://dagster:s3cret-pw@db.internal:5432/dagster"
+    text = instance_yaml(TEMPLATE.read_text(), url)
+    config = yaml.safe_load(text)
+    assert config["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
+    assert config["concurrency"] == yaml.safe_load(TEMPLATE.read_text())["concurrency"]
+    assert "s3cret-pw" not in text and "db.internal" not in text
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://u:pw@host/db", "must start with postgresql\\+psycopg2://"),
+        ("postgres://u:pw@host/db", "must start with postgresql\\+psycopg2://"),
+        ("host:5432/db", "must start with"),
+        ("postgresql+psycopg2://u:pw@host", "must name a host and a database"),
+        ("postgresql+psycopg2:///db", "must name a host and a database"),
+    ],
+)
+def test_unusable_urls_are_refused_without_showing_the_password(url, message) -> None:
+    with pytest.raises(InstanceConfigError, match=message) as caught:
+        validate_pg_url(url)
+    assert "pw" not in str(caught.value).replace("password", "")
+
+
+def test_a_refused_url_fails_the_command_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_PG_URL", "postgresql://u:pw@host/db")
+    target = tmp_path / "dagster.yaml"
+    assert main([str(target)]) == 1
+    assert "DAGSTER_PG_URL must start with" in capsys.readouterr().err
+    assert not target.exists()
+
+
+@pytest.mark.integration
+def test_the_written_file_opens_an_instance_on_postgresql(tmp_path, monkeypatch) -> None:
+    """The generated dagster.yaml, loaded the way `dagster dev` loads it, on the local server."""
+    base = os.environ.get("TEST_POSTGRES_URL")
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail("TEST_POSTGRES_URL must be set in CI")
+        pytest.skip("TEST_POSTGRES_URL not set")
+    import sqlalchemy as sa
+
+    name = f"dagster_cfg_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'create database "{name}"'))
+    try:
+        monkeypatch.setenv("DAGSTER_PG_URL", base.rsplit("/", 1)[0] + f"/{name}")
+        home = tmp_path / "home"
+        assert main([str(home / "dagster.yaml")]) == 0
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+            assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+
+            @dg.asset
+            def probe() -> int:
+                return 1
+
+            assert dg.materialize([probe], instance=instance).success
+            assert instance.get_latest_materialization_event(dg.AssetKey("probe")) is not None
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+        admin.dispose()
