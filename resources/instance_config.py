@@ -54,10 +54,8 @@ def instance_yaml(template: str, pg_url: str | None) -> str:
         return template
     validate_pg_url(pg_url)
     block = yaml.safe_dump({"storage": postgres_storage()}, sort_keys=False)
-    note = (
-        f"\n# {PG_URL_ENV} is set: runs, event logs, schedules and sensor state live in PostgreSQL.\n"
-    )
-    return template.rstrip("\n") + "\n" + note + block
+    note = f"# {PG_URL_ENV} is set: runs, event logs, schedules and sensors live in PostgreSQL.\n"
+    return template.rstrip("\n") + "\n\n" + note + block
 
 
 def main(argv: list[str] | None = None) -> int:
