@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 import dagster as dg
+
+# Private module, public class behaviour: the pickle IO manager behind dg.FilesystemIOManager
+# (dagster is pinned to one version in pyproject.toml).
+from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
 from pydantic import PrivateAttr
 
 from resources.settings import Settings
@@ -135,8 +140,38 @@ def object_store_from(settings: Settings) -> ObjectStore:
     )
 
 
-def object_io_manager_from(settings: Settings) -> dg.ConfigurableIOManager:
-    """Pickled Python objects (models): ``S3PickleIOManager`` or the same layout on disk."""
+class _AtomicPickleFiles(PickledObjectFilesystemIOManager):
+    """Pickles into a hidden temp file beside the target, then renames it over the target."""
+
+    def dump_to_path(self, context: dg.OutputContext, obj: object, path) -> None:
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            super().dump_to_path(context, obj, tmp)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+class AtomicFilesystemIOManager(dg.FilesystemIOManager):
+    """``dg.FilesystemIOManager`` (same paths, same pickles) with atomic writes.
+
+    The stock one opens the target with ``"wb"``, truncating it, then pickles into it: a failure
+    or a kill mid-pickle destroys the previous object. A reader here sees the old or the new.
+    """
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> _AtomicPickleFiles:
+        base_dir = self.base_dir or context.instance.storage_directory()
+        return _AtomicPickleFiles(base_dir=base_dir)
+
+
+def object_io_manager_from(settings: Settings) -> dg.ConfigurableIOManagerFactory:
+    """Pickled Python objects (models): ``S3PickleIOManager`` or the same layout on disk.
+
+    Both replace an object in one step: the S3 IO manager pickles into memory, then uploads,
+    and S3 shows an object only once its upload is complete; on disk the file is renamed into
+    place.
+    """
     if settings.s3_bucket:
         from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
@@ -145,4 +180,4 @@ def object_io_manager_from(settings: Settings) -> dg.ConfigurableIOManager:
             s3_bucket=settings.s3_bucket,
             s3_prefix=settings.s3_prefix,
         )
-    return dg.FilesystemIOManager(base_dir=str(settings.objects_dir / settings.s3_prefix))
+    return AtomicFilesystemIOManager(base_dir=str(settings.objects_dir / settings.s3_prefix))

@@ -24,6 +24,9 @@ class _TransactionalDuckDbClient(DuckDbClient):
 
     The stock client autocommits each statement, so a run killed between the DELETE and the
     INSERT would leave the partition empty; here it leaves the previous rows intact.
+    A failed write also closes its connection: the stock client closes only on success, so the
+    file stayed open (and locked) until garbage collection, and this process could not open it
+    again with another configuration (read-only, or the ``warehouse`` resource's).
     """
 
     @staticmethod
@@ -35,7 +38,10 @@ class _TransactionalDuckDbClient(DuckDbClient):
             try:
                 yield conn
             except BaseException:
-                conn.rollback()
+                try:
+                    conn.rollback()
+                finally:
+                    conn.close()
                 raise
             conn.commit()
 
