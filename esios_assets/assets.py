@@ -192,7 +192,12 @@ def esios_hours_complete(
         in_month = frame.filter((pl.col("datetime_utc") >= start) & (pl.col("datetime_utc") < end))
         got = in_month["datetime_utc"].n_unique()
         if got != expected_hours(month):
-            wrong.append(f"{month:%Y-%m}: {got}/{expected_hours(month)}")
+            hours = pl.datetime_range(start, end, "1h", closed="left", eager=True).to_list()
+            missing = sorted(set(hours) - set(in_month["datetime_utc"].to_list()))
+            shown = ", ".join(f"{h:%Y-%m-%d %H:%M}" for h in missing[:12])
+            more = f" (+{len(missing) - 12} more)" if len(missing) > 12 else ""
+            gaps = f", missing UTC {shown}{more}" if missing else ""
+            wrong.append(f"{month:%Y-%m}: {got}/{expected_hours(month)}{gaps}")
     return dg.AssetCheckResult(
         passed=not wrong,
         metadata={"months_checked": len(months), "incomplete": ", ".join(wrong) or "none"},

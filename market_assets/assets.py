@@ -13,7 +13,7 @@ import polars as pl
 from dagster_pyspark import LazyPySparkResource
 
 from market_assets.features import add_rolling_features
-from market_assets.ingest import IngestReport, ingest
+from market_assets.ingest import EXPECTED_HEADER, IngestReport, ingest
 from market_assets.schema import (
     ADJ_CLOSE_ROLLING_MED,
     DATE,
@@ -83,11 +83,13 @@ def _ingest_metadata(report: IngestReport) -> dict:
         "quarantined_lines": sum(report.quarantined_lines.values()),
     }
     metadata.update({f"quarantined/{k}": v for k, v in report.quarantined_lines.items()})
+    if report.bad_header_files:
+        metadata["expected_header"] = EXPECTED_HEADER
     for label, names in (
         ("missing_files", report.missing_files),
         ("empty_files", report.empty_files),
         ("unreadable_files", report.unreadable_files),
-        ("bad_header_files", report.bad_header_files),
+        ("bad_header_files", report.header_problems()),
         ("files_without_rows", report.files_without_rows),
         ("symbols_without_metadata", report.symbols_without_metadata),
     ):
@@ -114,13 +116,20 @@ def stock_prices(
     One Spark read of all ``etfs/*.csv`` and ``stocks/*.csv`` (STOCK_DATASET_DIR, or the
     simulated dataset). Bad lines and files are never fatal: they are quarantined to
     ``stock_prices_quarantine/`` (file, reason, line) and counted here; metadata symbols
-    without a file are listed.
+    without a file are listed. Only a dataset without a single usable row fails the run,
+    before writing, so the previous prices stay in place.
     """
     started = time.perf_counter()
     root = stock_dataset.root()
     context.log.info(f"reading the stock CSVs under {root}")
     result = ingest(pyspark.spark_session, root)
     try:
+        for problem in result.report.header_problems()[:LISTED]:
+            context.log.warning(
+                f"quarantined, wrong header: {problem}; expected {EXPECTED_HEADER!r}"
+            )
+        if reason := result.report.nothing_usable():
+            raise dg.Failure(f"{root}: {reason}; the previous stock_prices dataset is kept")
         path = dataset_uri(object_store, "stock_prices")
         write_parquet_replacing(result.prices, path)
         quarantine_path = dataset_uri(object_store, "stock_prices_quarantine")

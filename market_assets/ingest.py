@@ -9,7 +9,8 @@ name and is counted).
 A file is accepted when it has a header and every header-like line (first field ``date`` in any
 case) is exactly ``Date,Open,High,Low,Close,Adj Close,Volume``. A file that fails this (wrong,
 reordered or missing header: the columns cannot be trusted) has all its lines quarantined as
-``bad_header``. Files that yield no line at all are ``empty`` (zero bytes) or ``unreadable``
+``bad_header``, and the report keeps its first line to show expected against found. Files
+that yield no line at all are ``empty`` (zero bytes) or ``unreadable``
 (Spark skipped them as corrupt, ``ignoreCorruptFiles``).
 
 In accepted files, a data line is quarantined under the first reason that applies:
@@ -54,6 +55,10 @@ LINE_REASONS = ("malformed", "bad_date", "missing_value", "bad_price", "bad_volu
 FILE_REASONS = ("bad_header", "empty", "unreadable")
 _FIELDS = tuple(f"_c{i}" for i in range(len(CSV_HEADER)))
 _HEADER = "__header__"
+EXPECTED_HEADER = ",".join(CSV_HEADER)
+# First lines read back to show what a rejected header was (one small read per file).
+HEADERS_SHOWN = 20
+_HEADER_CHARS = 200
 
 
 class DatasetError(ValueError):
@@ -85,11 +90,49 @@ class IngestReport:
     rows: int = 0
     quarantined_lines: dict[str, int] = field(default_factory=dict)
     bad_header_files: list[str] = field(default_factory=list)
+    # The first line of the first HEADERS_SHOWN bad-header files, to show expected vs found.
+    bad_headers: dict[str, str] = field(default_factory=dict)
     empty_files: list[str] = field(default_factory=list)
     unreadable_files: list[str] = field(default_factory=list)
     files_without_rows: list[str] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
     symbols_without_metadata: list[str] = field(default_factory=list)
+
+    def header_problems(self) -> list[str]:
+        """One line per rejected file: the header found (``expected`` is EXPECTED_HEADER)."""
+        return [
+            f"{name}: found {self.bad_headers[name]!r}"
+            if name in self.bad_headers
+            else f"{name}: found a wrong header"
+            for name in self.bad_header_files
+        ]
+
+    def nothing_usable(self) -> str | None:
+        """Why not a single price row survived, or None when some did.
+
+        Writing an empty dataset would replace the previous good one, so the caller fails
+        instead; the text names the files and, for headers, expected against found.
+        """
+        if self.rows:
+            return None
+        parts = []
+        if self.bad_header_files:
+            shown = "; ".join(self.header_problems()[:HEADERS_SHOWN])
+            more = len(self.bad_header_files) - HEADERS_SHOWN
+            parts.append(
+                f"{len(self.bad_header_files)} of {self.files} files have a wrong header "
+                f"(expected {EXPECTED_HEADER!r}; {shown}{f'; +{more} more' if more > 0 else ''})"
+            )
+        if self.empty_files or self.unreadable_files:
+            parts.append(
+                f"{len(self.empty_files)} empty and {len(self.unreadable_files)} unreadable files"
+            )
+        if self.files_without_rows:
+            parts.append(
+                f"{len(self.files_without_rows)} files with a good header but no valid line "
+                f"(quarantined lines: {self.quarantined_lines})"
+            )
+        return f"no usable price rows in {self.files} files: " + "; ".join(parts)
 
 
 def _hadoop_path(spark: SparkSession, uri: str):
@@ -112,6 +155,19 @@ def list_source_files(spark: SparkSession, root: str) -> list[SourceFile]:
                 name = status.getPath().getName()
                 found.append(SourceFile(f"{folder}/{name}", int(status.getLen())))
     return sorted(found, key=lambda f: f.relative_path)
+
+
+def first_line(spark: SparkSession, uri: str) -> str:
+    """The first line of a file (at most _HEADER_CHARS characters), through Hadoop's
+    filesystem like every other read here; empty for an empty file."""
+    jvm = spark.sparkContext._jvm
+    stream = _filesystem(spark, uri).open(_hadoop_path(spark, uri))
+    try:
+        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+        line = reader.readLine()
+    finally:
+        stream.close()
+    return (line or "")[:_HEADER_CHARS]
 
 
 def read_metadata(spark: SparkSession, root: str) -> DataFrame:
@@ -270,6 +326,10 @@ def ingest(spark: SparkSession, root: str) -> Ingestion:
         if row["good_rows"] == 0:
             report.files_without_rows.append(source.relative_path)
     report.accepted_files = len(good_files)
+    report.bad_headers = {
+        name: first_line(spark, f"{root.rstrip('/')}/{name}")
+        for name in report.bad_header_files[:HEADERS_SHOWN]
+    }
     bad_header_lines = sum(
         checks[f]["headers"] + checks[f]["good_rows"] + sum(checks[f][r] for r in LINE_REASONS)
         for f in report.bad_header_files

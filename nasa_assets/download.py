@@ -35,6 +35,9 @@ DOWNLOADED = "downloaded"
 FAILED = "failed"
 SKIPPED = "skipped"
 _ERROR_CHARS = 300
+# An id that is a whole relative path segment cannot be requested: "/asset/.." is normalised
+# to "/" on the way (by requests, or by the server), which asks for another URL altogether.
+_DOT_SEGMENTS = frozenset({".", ".."})
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,11 @@ def download_one(client: NasaImagesClient, store: Any, job: DownloadJob, row: di
     started = time.perf_counter()
     outcome: dict[str, Any] = {"nasa_id": nasa_id, "bytes": 0, "rendition": None, "key": None}
     try:
+        if nasa_id in _DOT_SEGMENTS:
+            raise PayloadError(
+                f"nasa_id {nasa_id!r} cannot be requested: /asset/{nasa_id} is a relative "
+                "path, not an item"
+            )
         rendition, href = choose_rendition(client.asset_manifest(nasa_id), job.rendition)
         data = client.download(href)
         extension = sniff_extension(data)

@@ -183,7 +183,7 @@ class SqlDatabase(dg.ConfigurableResource):
         if self.url:
             try:
                 return sa.make_url(self.url)
-            except sa_exc.ArgumentError:
+            except (sa_exc.ArgumentError, ValueError):  # ValueError: e.g. a non-numeric port
                 raise SqlConfigError(
                     f"{URL_ENV_VAR} (SqlDatabase.url) is not a valid SQLAlchemy URL; expected "
                     "dialect+driver://user:password@host:port/database, e.g. "
