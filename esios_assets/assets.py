@@ -22,6 +22,7 @@ from esios_assets.transform import (
     month_bounds_utc,
 )
 from resources.esios import EsiosResource
+from resources.http import ApiAuthError
 from resources.settings import load_settings
 from resources.sql import SqlDatabase
 from resources.warehouse import DUCKDB_POOL, table_exists
@@ -88,7 +89,12 @@ def esios_demand_forecast(context: dg.AssetExecutionContext, esios: EsiosResourc
     request per Spanish month, with the UTC instant and offset of every hour."""
     frames = []
     for month in _months(context):
-        frame = demand_forecast_frame(esios.fetch_month(month))
+        try:
+            payload = esios.fetch_month(month)
+        except ApiAuthError as exc:
+            # A rejected token stays rejected: the step's retry policy would only wait for it.
+            raise dg.Failure(str(exc), allow_retries=False) from None
+        frame = demand_forecast_frame(payload)
         context.log.info(f"{month:%Y-%m}: {frame.height} hours (expected {expected_hours(month)})")
         frames.append(frame)
     forecast = pl.concat(frames).with_columns(

@@ -28,6 +28,7 @@ from nasa_assets.keys import query_folder, safe_key_component, stored_ids
 from nasa_assets.queries import PARTITIONS_NAME, validate_query
 from nasa_assets.search import DEFAULT_RENDITION, RENDITIONS, sample, search_frame
 from resources.asset_metadata import column_schema
+from resources.http import ApiAuthError
 from resources.nasa_images import NasaImagesResource
 from resources.object_store import ObjectStore
 from resources.settings import load_settings
@@ -117,6 +118,9 @@ def nasa_image_search(
     try:
         result = client.search(query, on_page=on_page)
         requests = client.api.stats.requests
+    except ApiAuthError as exc:
+        # A rejected key stays rejected: the step's retry policy would only wait for it.
+        raise dg.Failure(str(exc), allow_retries=False) from None
     finally:
         client.close()
     kept = sample(result.rows, factor)

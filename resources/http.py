@@ -4,7 +4,7 @@ Each client used to grow its own retry loop, timeout and error text; this module
 a pooled `requests.Session`, client-side rate limiting, retries with exponential backoff and
 full jitter (honouring `Retry-After`), and errors that say which service, which request and why,
 without ever leaking API keys (they often travel as query parameters, which requests embeds in
-its exception messages).
+its exception messages and urllib3 in its DEBUG request lines).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
@@ -48,6 +48,37 @@ _AUTH_STATUSES = frozenset({401, 403})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 # Anything after "?" up to whitespace or a closing quote/bracket: a query string in free text.
 _QUERY_IN_TEXT = re.compile(r"\?[^\s'\")]*")
+
+
+class _HideQueryStrings(logging.Filter):
+    """Replaces query strings in a record's message with "?***".
+
+    urllib3 logs every request line at DEBUG ("GET /data/3.0/onecall?...&appid=KEY") and its
+    retries and redirects with the full URL too; once anyone turns DEBUG on (for example
+    Dagster's ``python_logs`` in dagster.yaml) those lines would be stored in the event log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: logging reports it itself
+            return True
+        if "?" in message:
+            record.msg, record.args = _QUERY_IN_TEXT.sub("?" + _REDACTED, message), ()
+        return True
+
+
+def _hide_urllib3_queries() -> None:
+    """Filter every urllib3 logger: a logger's filters see only the records it creates itself,
+    so the parent ``urllib3`` logger alone would not do. requests has imported them all."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger) or name.partition(".")[0] != "urllib3":
+            continue
+        if not any(isinstance(f, _HideQueryStrings) for f in logger.filters):
+            logger.addFilter(_HideQueryStrings())
+
+
+_hide_urllib3_queries()
 
 
 class ApiError(RuntimeError):
@@ -270,7 +301,7 @@ class HttpClient:
         self._base_netloc = urlsplit(base_url).netloc.lower()
 
         env_secret = os.environ.get(key_env_var) if key_env_var else None
-        self._secrets = self._secret_variants([*secrets, env_secret or ""])
+        self._secrets = _secret_pattern([*secrets, env_secret or ""])
 
         self._session = requests.Session()
         # We retry ourselves (with backoff, Retry-After and logging), so urllib3 must not.
@@ -308,10 +339,8 @@ class HttpClient:
         return self._get(path_or_url, params, dict(headers or {}), want_json=False)
 
     def redact(self, text: str) -> str:
-        """Replace every known secret (raw and URL-encoded) in `text` with "***"."""
-        for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
-        return text
+        """Replace every known secret (raw or URL-encoded in any way) in `text` with "***"."""
+        return self._secrets.sub(_REDACTED, text) if self._secrets else text
 
     def close(self) -> None:
         self._session.close()
@@ -326,15 +355,6 @@ class HttpClient:
         return f"HttpClient(service={self.service!r}, base_url={self.base_url!r})"
 
     # -- internals -------------------------------------------------------------------------
-
-    @staticmethod
-    def _secret_variants(secrets: Iterable[str]) -> tuple[str, ...]:
-        # Secrets show up URL-encoded inside URLs; longest first so no fragment survives.
-        variants: set[str] = set()
-        for secret in secrets:
-            if secret:
-                variants.update({secret, quote(secret, safe=""), quote_plus(secret)})
-        return tuple(sorted(variants, key=len, reverse=True))
 
     def _url(self, path_or_url: str) -> str:
         if urlsplit(path_or_url).scheme in ("http", "https"):
@@ -570,6 +590,23 @@ class HttpClient:
             shown,
             failure.body,
         )
+
+
+def _secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """One pattern for the secrets however a URL encodes them: each character raw or as %XX
+    (either case), a space also as "+". Servers and proxies re-encode the URLs they echo in
+    error pages (werkzeug leaves "/" bare in a query, others write lower-case hex), so our own
+    two encodings (quote, quote_plus) are not enough to recognise a key."""
+
+    def char(c: str) -> str:
+        forms = [re.escape(c), "".join(f"%{b:02X}" for b in c.encode())]
+        return "(?:" + "|".join([*forms, r"\+"] if c == " " else forms) + ")"
+
+    # Longest first, so no fragment of a longer secret survives a shorter one's match.
+    unique = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if not unique:
+        return None
+    return re.compile("|".join("".join(map(char, s)) for s in unique), re.IGNORECASE)
 
 
 def _try_json(content: bytes) -> Any:

@@ -25,6 +25,7 @@ cannot see the driver's local ``data/`` folder, so inputs and outputs must be on
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
@@ -50,6 +51,21 @@ SPARK_DEFAULT_DRIVER_MEMORY = "1g"
 # ``spark.pyspark.python`` setting only reaches spark-submit), so default it to this one.
 # Cluster executors need the platform's packages in their own image instead.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+class _HidePy4jPayloads(logging.Filter):
+    """py4j's DEBUG wire trace prints every command sent to the JVM, arguments included: the
+    pickled Spark tasks, and with them NASA_API_KEY. Keep the trace, drop the data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        head, sep, payload = str(record.msg).partition(": ")
+        if sep and head in ("Command to send", "Answer received"):
+            record.msg, record.args = f"{head}: <{len(payload)} characters>", ()
+        return True
+
+
+for _name in ("py4j.clientserver", "py4j.java_gateway"):
+    logging.getLogger(_name).addFilter(_HidePy4jPayloads())
 
 _LOCAL_MASTER = re.compile(r"^local(?:\[(\*|\d+)(?:,\s*\d+)?\])?$")
 
