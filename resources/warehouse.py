@@ -1,7 +1,8 @@
 """DuckDB warehouse access: the IO manager assets write through, and read-only connections.
 
 DuckDB allows one writing process per file. Writers are serialised by the ``duckdb`` Dagster
-pool (limit 1) and, as a second line of defence, by the IO manager's retry on the file lock.
+pool (limit 1) and, as a second line of defence, by dagster-duckdb's connection retry on the
+file lock (10 attempts, not logged).
 Readers (checks, scripts, the web service) open read-only connections with their own retry.
 """
 

@@ -53,6 +53,10 @@ def rain_minute_sensor(context: dg.SensorEvaluationContext):
     )
 
 
+# The run queue dequeues higher priorities first (QueuedRunCoordinator, tag dagster/priority).
+MINUTE_RUN_PRIORITY = "10"
+
+
 def request_current_minute(
     context: dg.SensorEvaluationContext, *, gap_note: str, partitioned: bool
 ) -> dg.RunRequest | dg.SkipReason:
@@ -67,5 +71,8 @@ def request_current_minute(
         )
     context.update_cursor(tick.partition_key)
     return dg.RunRequest(
-        run_key=tick.partition_key, partition_key=tick.partition_key if partitioned else None
+        run_key=tick.partition_key,
+        partition_key=tick.partition_key if partitioned else None,
+        # A minute is only fetchable while it is current: ahead of queued backfill runs.
+        tags={"dagster/priority": MINUTE_RUN_PRIORITY},
     )

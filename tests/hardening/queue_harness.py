@@ -129,8 +129,12 @@ class Platform:
 
         return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
 
-    def start(self, args: Sequence[str], log_name: str, **popen) -> subprocess.Popen:
-        """Start a command from the repository root, its output in logs/<log_name>.log."""
+    def start(self, args: Sequence[str], log_name: str) -> subprocess.Popen:
+        """Start a command from the repository root, its output in logs/<log_name>.log.
+
+        In a session of its own: whatever it spawns (code servers, run workers, step
+        processes) stays in its process group, so one killpg reaches them all.
+        """
         with (self.logs / f"{log_name}.log").open("w") as out:
             return subprocess.Popen(
                 [str(a) for a in args],
@@ -138,25 +142,22 @@ class Platform:
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                **popen,
+                start_new_session=True,
             )
 
     def finish(self, proc: subprocess.Popen, log_name: str, timeout: float = 300) -> str:
         """Wait for a command started by ``start``; its output, or an error quoting it."""
-        code = proc.wait(timeout=timeout)
+        try:
+            code = proc.wait(timeout=timeout)
+        finally:
+            _signal_group(proc.pid, signal.SIGKILL)  # leftovers, or all of it on timeout
         text = (self.logs / f"{log_name}.log").read_text(errors="replace")
         if code:
             raise RuntimeError(f"{log_name} exited {code}:\n{text[-4000:]}")
         return text
 
     def start_daemon(self) -> None:
-        # A session of its own: the code server, run workers and step processes it spawns stay
-        # in its process group, so one killpg reaches them all.
-        self.daemon = self.start(
-            [BIN / "dagster-daemon", "run", "-w", self.workspace],
-            "daemon",
-            start_new_session=True,
-        )
+        self.daemon = self.start([BIN / "dagster-daemon", "run", "-w", self.workspace], "daemon")
 
     def stop_daemon(self, grace_s: float = 20) -> None:
         """SIGTERM the daemon's process group, then SIGKILL whatever is left of it."""
@@ -322,8 +323,10 @@ def launch_backfills(plat: Platform, job: str, minutes: list[str], months: list[
     esios_args = [BIN / "dagster-graphql", "-w", plat.workspace, "-t", _BACKFILL_MUTATION]
     esios_args += ["-v", json.dumps({"params": params})]
     esios = plat.start(esios_args, "esios_backfill")
-    rain_out = plat.finish(rain, "rain_backfill")
-    esios_out = plat.finish(esios, "esios_backfill")
+    try:
+        rain_out = plat.finish(rain, "rain_backfill")
+    finally:
+        esios_out = plat.finish(esios, "esios_backfill")
     cli_seconds = time.time() - started
 
     found = re.search(r"Launched backfill job `([^`]+)`", rain_out)
@@ -621,7 +624,7 @@ class Outcome:
 
     @property
     def esios_queue_wait(self) -> tuple[float, float]:
-        """Seconds from submission until the first ESIOS run was queued, and until it started."""
+        """Seconds from daemon start until the first ESIOS run was queued, and until it started."""
         first = min(self.esios_runs, key=lambda r: r.created)
         t0 = self.daemon_started_at
         return first.created - t0, (first.start or first.created) - t0
@@ -674,7 +677,7 @@ class Outcome:
             "seconds with 0/1/2.. runs executing": " / ".join(
                 f"{s:.0f}" for s in self.seconds_with_runs_alive().values()
             ),
-            "first ESIOS run queued / started (after daemon start)": "{:.0f} s / {:.0f} s".format(
+            "first ESIOS run queued / started (s after daemon)": "{:.0f} / {:.0f}".format(
                 *self.esios_queue_wait
             ),
             "ESIOS runs overlapped rain runs": "yes" if self.backfills_overlapped else "no",

@@ -19,6 +19,8 @@ def test_requests_the_current_minute_with_it_as_run_key(monkeypatch, instance):
         monkeypatch, datetime(2026, 11, 22, 16, 5, 59, tzinfo=UTC), None, instance
     )
     assert isinstance(result, dg.RunRequest)
+    # Queued ahead of backfill runs: a live minute is only fetchable while it is current.
+    assert result.tags["dagster/priority"] == "10"
     assert result.run_key == result.partition_key == "2026-11-22-16:05"
     assert context.cursor == "2026-11-22-16:05"
 
