@@ -120,7 +120,6 @@ def rain_forecasts(
     n_locations = sum(len(s) for s in shards)
     live = openweathermap.source_mode == LIVE
     frames, failed, raw_uris = [], [], []
-    retries = 0
     retry_reasons: Counter[str] = Counter()
     started = time.perf_counter()
     for minute in window_starts(context.partition_time_window, timedelta(minutes=1)):
@@ -134,7 +133,6 @@ def rain_forecasts(
         except ApiAuthError as exc:
             raise dg.Failure(str(exc)) from None
         for client in {id(c): c for c in clients}.values():
-            retries += client.retries
             retry_reasons.update(client.retries_by_reason)
         failures = [r for r in results if r.error is not None]
         if len(failures) > config.max_failed_share * n_locations:
@@ -161,7 +159,7 @@ def rain_forecasts(
             "coordinates_with_nowcast": with_nowcast,
             "failed_coordinates": len(failed),
             "failed_ids": ", ".join(sorted(set(failed))[:20]) or "none",
-            "http_retries": retries,
+            "http_retries": retry_reasons.total(),
             "http_retries_by_reason": dict(sorted(retry_reasons.items())),
             "fetch_seconds": round(time.perf_counter() - started, 3),
             "raw_payloads": raw_uris[-1] if raw_uris else "not archived",
