@@ -1,7 +1,7 @@
 # Code location image: the platform's definitions served over gRPC on port 4000 to a Dagster
 # webserver and daemon (Dagster's deploy_docker "Dockerfile_user_code"; see docs/deployment.md).
 # Runs launched by the daemon execute here too (DefaultRunLauncher), and the same image serves
-# the web service (`uvicorn serving.app:app`) and the one-shot `python -m resources.sql_setup`.
+# the web service (`uvicorn serving.app:app`) and the one-shot `python -m esios_assets.sql_setup`.
 # Java 17 is for PySpark; Spark runs in-process (local[*]) unless SPARK_MASTER points at a cluster.
 # No secret is baked in: .dockerignore keeps .env out, and everything is read from the environment.
 FROM python:3.11-slim-bookworm

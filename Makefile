@@ -42,7 +42,7 @@ dagster-home: install
 # The ESIOS brief's range (2017-2018, 24 monthly partitions in one run), then its CSV. Creates
 # the SQL target table first (the load itself never creates it).
 esios-backfill: install dagster-home
-	$(BIN)/python -m resources.sql_setup
+	$(BIN)/python -m esios_assets.sql_setup
 	$(BIN)/dagster asset materialize -m definitions \
 		--select esios_demand_forecast,demand_forecast_esios --partition-range 2017-01-01...2018-12-01
 	$(BIN)/dagster asset materialize -m definitions --select esios_demand_forecast_csv
@@ -60,10 +60,10 @@ demo: install dagster-home
 	$(BIN)/dagster asset materialize -m definitions \
 		--select rain_forecasts,rolling_precipitation_sum \
 		--partition "$$(date -u +%Y-%m-%d-%H:%M)"
-	$(BIN)/python -m weather_assets.now
+	$(BIN)/python -m weather_assets.rain.latest
 
 rain: install
-	$(BIN)/python -m weather_assets.now
+	$(BIN)/python -m weather_assets.rain.latest
 
 # The web service alone (docs/serving.md); OpenMP off: a single-row prediction gains nothing from it.
 serve: install

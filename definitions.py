@@ -1,7 +1,11 @@
-"""The platform's single ``dg.Definitions``: every asset, check, job, sensor and resource.
+"""The platform's single ``dg.Definitions``: the four domains merged, with the sensors and the
+resources they share.
 
-Loading this module must stay cheap and side-effect free (the UI reloads it often): it reads
-environment variables and builds objects, but opens no connection, file or Spark session.
+Each domain builds its own ``dg.Definitions`` (``*_assets/definitions.py``); this module builds
+every resource once, from the environment, and decides here, in one place, whether the API
+resources talk to the real APIs or to their simulators (``SOURCE_MODE``). Loading it must stay
+cheap and side-effect free (the UI reloads it often): it reads environment variables and builds
+objects, but opens no connection, file or Spark session.
 """
 
 from __future__ import annotations
@@ -17,58 +21,36 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from dagster_duckdb import DuckDBResource
 
-from esios_assets.assets import ESIOS_ASSETS, ESIOS_CHECKS
-from market_assets.assets import MARKET_ASSETS, MARKET_CHECKS, market_job
-from nasa_assets.assets import NASA_ASSETS, NASA_CHECKS, nasa_job
-from resources.coordinates import CoordinateRegistry
-from resources.esios import EsiosResource
-from resources.nasa_images import NasaImagesResource
+import esios_assets.definitions as esios
+import market_assets.definitions as market
+import nasa_assets.definitions as nasa
+import sensors.definitions as sensors
+import weather_assets.definitions as weather
+from esios_assets.client import EsiosResource
+from market_assets.dataset import StockDataset
+from nasa_assets.client import NasaImagesResource
 from resources.object_store import object_io_manager_from, object_store_from
-from resources.openweathermap import OpenWeatherMapResource
-from resources.settings import LIVE, Settings, load_settings
+from resources.settings import Settings, load_settings
+from resources.source import SourceConfig
 from resources.spark import spark_resource_from_env
 from resources.sql import SqlDatabase, default_sqlite_url
-from resources.station_feed import StationFeed
-from resources.stock_dataset import stock_dataset_from
 from resources.warehouse import WarehouseIOManager
-from sensors.alerts import run_failure_alert_sensor
-from sensors.market import market_bootstrap_sensor
-from sensors.nasa import nasa_queries_sensor
-from sensors.rain import rain_minute_sensor
-from sensors.station_polls import station_poll_job, station_poll_sensor
-from sensors.temperature import temperature_bootstrap_sensor
-from weather_assets.observation_assets import (
-    OBSERVATION_ASSETS,
-    observations_daily_job,
-    observations_daily_schedule,
-    spark_cluster_report,
-)
-from weather_assets.rain_assets import RAIN_ASSETS, RAIN_CHECKS, rain_minute_job
-from weather_assets.rain_retention import rain_retention_job, rain_retention_schedule
-from weather_assets.temperature_assets import (
-    TEMPERATURE_ASSETS,
-    TEMPERATURE_CHECKS,
-    temperature_actuals_job,
-    temperature_hourly_job,
-    temperature_hourly_schedule,
-    temperature_training_job,
-    temperature_training_schedule,
-)
+from weather_assets.locations import CoordinateRegistry
+from weather_assets.rain.client import OpenWeatherMapResource
+from weather_assets.stations.feed import StationFeed
 
 
-def _secret(*names: str) -> dict[str, dg.EnvVar]:
-    """Map resource fields to the first set variable, as ``dg.EnvVar`` (resolved at run time)."""
+def _secret(*names: tuple[str, str]) -> dict[str, dg.EnvVar]:
+    """Map a resource field to the first set variable, as ``dg.EnvVar`` (resolved at run time,
+    never stored in the definitions)."""
     for field, name in names:
         if os.environ.get(name):
             return {field: dg.EnvVar(name)}
     return {}
 
 
-def build_resources(settings: Settings) -> dict[str, object]:
-    keys = _secret(("api_keys", "OPENWEATHERMAP_API_KEYS"), ("api_key", "OPENWEATHERMAP_API_KEY"))
-    if settings.source_mode == LIVE and not keys:
-        # Unset on purpose: the run fails at start with Dagster naming the variable.
-        keys = {"api_key": dg.EnvVar("OPENWEATHERMAP_API_KEY")}
+def shared_resources(settings: Settings) -> dict[str, object]:
+    """Storage and compute every domain uses: warehouse, object store, Spark, SQL target."""
     return {
         "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
         "object_io_manager": object_io_manager_from(settings),
@@ -79,93 +61,73 @@ def build_resources(settings: Settings) -> dict[str, object]:
             database=str(settings.warehouse_path),
             connection_config={"python_enable_replacements": False},
         ),
-        "coordinates": CoordinateRegistry(locations_file=str(settings.locations_file)),
-        "pyspark": spark_resource_from_env(),
-        "station_feed": StationFeed(
-            source_mode=settings.source_mode,
-            stations=settings.observation_stations,
-            base_url=settings.openweathermap_base_url,
-            simulator_seed=settings.simulator_seed,
-            **({"api_key": keys["api_key"]} if "api_key" in keys else {}),
-        ),
-        "esios": EsiosResource(
-            source_mode=settings.source_mode,
-            base_url=settings.esios_base_url,
-            simulator_seed=settings.simulator_seed,
-            simulator_fault_rate=settings.simulator_fault_rate,
-            **(
-                {"api_token": dg.EnvVar("ESIOS_API_TOKEN")}
-                if settings.source_mode == LIVE or os.environ.get("ESIOS_API_TOKEN")
-                else {}
-            ),
-        ),
+        "pyspark": spark_resource_from_env(settings=settings),
         # The URL may carry a password: an EnvVar, resolved at run time, never logged.
         "sql_database": SqlDatabase(
             url=dg.EnvVar("SQL_DATABASE_URL")
             if os.environ.get("SQL_DATABASE_URL")
             else default_sqlite_url(settings.data_dir)
         ),
-        "stock_dataset": stock_dataset_from(settings),
-        # No key is needed; NASA_API_KEY, if set, is an EnvVar like every secret.
-        "nasa_library": NasaImagesResource(
-            source_mode=settings.source_mode,
-            base_url=settings.nasa_images_base_url,
-            simulator_seed=settings.simulator_seed,
-            simulator_fault_rate=settings.simulator_fault_rate,
-            **({"api_key": dg.EnvVar("NASA_API_KEY")} if os.environ.get("NASA_API_KEY") else {}),
-        ),
+    }
+
+
+def source_resources(settings: Settings) -> dict[str, object]:
+    """The domains' API and dataset resources, all on one ``SourceConfig``: simulated or live."""
+    source = SourceConfig(
+        mode=settings.source_mode,
+        seed=settings.simulator_seed,
+        fault_rate=settings.simulator_fault_rate,
+    )
+    owm_keys = _secret(
+        ("api_keys", "OPENWEATHERMAP_API_KEYS"), ("api_key", "OPENWEATHERMAP_API_KEY")
+    )
+    if source.live and not owm_keys:
+        # Unset on purpose: the run fails at start with Dagster naming the variable.
+        owm_keys = {"api_key": dg.EnvVar("OPENWEATHERMAP_API_KEY")}
+    esios_token = (
+        {"api_token": dg.EnvVar("ESIOS_API_TOKEN")}
+        if source.live or os.environ.get("ESIOS_API_TOKEN")
+        else {}
+    )
+    return {
+        "coordinates": CoordinateRegistry(locations_file=str(settings.locations_file)),
         "openweathermap": OpenWeatherMapResource(
-            source_mode=settings.source_mode,
+            source=source,
             base_url=settings.openweathermap_base_url,
             calls_per_minute=settings.openweathermap_calls_per_minute,
-            simulator_seed=settings.simulator_seed,
-            simulator_fault_rate=settings.simulator_fault_rate,
-            **(keys if settings.source_mode == LIVE else {}),
+            **(owm_keys if source.live else {}),
+        ),
+        "station_feed": StationFeed(
+            source=source,
+            stations=settings.observation_stations,
+            base_url=settings.openweathermap_base_url,
+            **({"api_key": owm_keys["api_key"]} if "api_key" in owm_keys else {}),
+        ),
+        "esios": EsiosResource(source=source, base_url=settings.esios_base_url, **esios_token),
+        # No key is needed; NASA_API_KEY, if set, is an EnvVar like every secret.
+        "nasa_library": NasaImagesResource(
+            source=source,
+            base_url=settings.nasa_images_base_url,
+            **_secret(("api_key", "NASA_API_KEY")),
+        ),
+        "stock_dataset": StockDataset(
+            source=source,
+            dataset_dir=settings.stock_dataset_dir,
+            generated_dir=str(settings.data_dir / "stock_market"),
+            size=settings.stock_simulated_size,
         ),
     }
 
 
-defs = dg.Definitions(
-    assets=[
-        *RAIN_ASSETS,
-        *OBSERVATION_ASSETS,
-        spark_cluster_report,
-        *TEMPERATURE_ASSETS,
-        *ESIOS_ASSETS,
-        *MARKET_ASSETS,
-        *NASA_ASSETS,
-    ],
-    asset_checks=[
-        *RAIN_CHECKS,
-        *TEMPERATURE_CHECKS,
-        *ESIOS_CHECKS,
-        *MARKET_CHECKS,
-        *NASA_CHECKS,
-    ],
-    jobs=[
-        rain_minute_job,
-        rain_retention_job,
-        observations_daily_job,
-        temperature_actuals_job,
-        temperature_hourly_job,
-        temperature_training_job,
-        station_poll_job,
-        market_job,
-        nasa_job,
-    ],
-    sensors=[
-        rain_minute_sensor,
-        temperature_bootstrap_sensor,
-        station_poll_sensor,
-        market_bootstrap_sensor,
-        nasa_queries_sensor,
-        run_failure_alert_sensor,
-    ],
-    schedules=[
-        rain_retention_schedule,
-        observations_daily_schedule,
-        temperature_hourly_schedule,
-        temperature_training_schedule,
-    ],
-    resources=build_resources(load_settings()),
+def build_resources(settings: Settings) -> dict[str, object]:
+    return {**shared_resources(settings), **source_resources(settings)}
+
+
+defs = dg.Definitions.merge(
+    weather.defs,
+    esios.defs,
+    nasa.defs,
+    market.defs,
+    sensors.defs,
+    dg.Definitions(resources=build_resources(load_settings())),
 )

@@ -54,7 +54,7 @@ def main() -> None:
 
     from definitions import build_resources
     from nasa_assets.assets import nasa_image_search, nasa_images
-    from resources.nasa_images import NasaImagesResource
+    from nasa_assets.client import NasaImagesResource
     from resources.object_store import ObjectStore
     from resources.settings import load_settings
     from resources.spark import spark_config

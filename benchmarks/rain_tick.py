@@ -27,10 +27,10 @@ import numpy as np
 import polars as pl
 
 from resources.object_store import ObjectStore
-from resources.openweathermap import OpenWeatherMapResource, fetch_nowcasts
 from weather_assets.locations import load_locations, shard_locations
-from weather_assets.rain import forecasts_frame, next_hour_precipitation
-from weather_assets.rain_assets import _archive
+from weather_assets.rain.assets import _archive
+from weather_assets.rain.client import OpenWeatherMapResource, fetch_nowcasts
+from weather_assets.rain.transforms import forecasts_frame, next_hour_precipitation
 
 
 def write_locations(path: Path, n: int) -> None:
@@ -129,10 +129,11 @@ def _materialize_once(work: Path, locations_file: Path, minute: datetime, args) 
     import dagster as dg
     from dagster_duckdb import DuckDBResource
 
-    from resources.coordinates import CoordinateRegistry
     from resources.warehouse import WarehouseIOManager
+    from weather_assets.locations import CoordinateRegistry
     from weather_assets.partitions import MINUTE_FORMAT
-    from weather_assets.rain_assets import RAIN_ASSETS, RAIN_CHECKS
+    from weather_assets.rain.assets import RAIN_ASSETS
+    from weather_assets.rain.checks import RAIN_CHECKS
 
     database = str(work / "dagster.duckdb")
     resources = {

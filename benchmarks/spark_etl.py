@@ -33,9 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from resources.settings import load_settings  # noqa: E402
-from weather_assets import observations_polars as op  # noqa: E402
-from weather_assets import observations_spark as osp  # noqa: E402
 from weather_assets.locations import load_locations  # noqa: E402
+from weather_assets.observations import etl_polars as op  # noqa: E402
+from weather_assets.observations import etl_spark as osp  # noqa: E402
 
 FIRST_DAY = date(2026, 11, 16)
 SORT_CLEAN = ("station_id", "observed_at")
@@ -53,10 +53,11 @@ def _memory_gb() -> float:
 def generate(root: Path, days: int, stations: int, interval_s: float) -> tuple[list[str], int]:
     """Daily raw CSV files; returns their paths and the row count."""
     try:
-        from resources.simulators.weather_station import raw_readings, to_csv_bytes
+        from weather_assets.stations.feed import to_csv_bytes
+        from weather_assets.stations.simulator import raw_readings
     except ImportError as exc:
         sys.exit(
-            "benchmarks/spark_etl.py needs resources/simulators/weather_station.py "
+            "benchmarks/spark_etl.py needs weather_assets/stations/simulator.py "
             f"(raw_readings, to_csv_bytes), which cannot be imported: {exc}"
         )
     locations = load_locations(load_settings().locations_file)[:stations]

@@ -3,13 +3,13 @@
     .venv/bin/python benchmarks/temperature_model.py [--seeds 0 1 2] [--days 30] [--workers 2]
         [--csv HOURLY.csv ...]
 
-Every number is ``weather_assets.temperature.evaluate``: rolling origins every 24 h, both
+Every number is ``weather_assets.temperature.model.evaluate``: rolling origins every 24 h, both
 models retrained on the 120 h before each origin (the daily retrain on ~5 days of history),
 each of the next 24 hours predicted one step ahead from the true history; MSE in °C².
 
 Three kinds of data:
   simulator  seeds x seasons (30 days from 1 Jan/Apr/Jul/Oct) x five places from 34°S to 60°N
-             (resources.simulators.weather_station hourly actuals);
+             (weather_assets.stations.simulator hourly actuals);
   regimes    series from generators that share nothing with the simulator, to check that the
              model degrades towards persistence, not below it, when there is little to learn:
              stormy (weak diurnal cycle, random fronts of several °C), ar (no diurnal cycle at
@@ -35,9 +35,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from resources.simulators.weather_station import hourly_temperatures
 from weather_assets.locations import Location
-from weather_assets.temperature import evaluate
+from weather_assets.stations.simulator import hourly_temperatures
+from weather_assets.temperature.model import evaluate
 
 PLACES = {
     "office": Location("office", "Office (Utrecht)", 52.084516, 5.115539),

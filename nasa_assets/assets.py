@@ -16,6 +16,7 @@ from dagster_duckdb import DuckDBResource
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
+from nasa_assets.client import NasaImagesResource
 from nasa_assets.download import (
     DOWNLOADED,
     FAILED,
@@ -25,11 +26,11 @@ from nasa_assets.download import (
     summarize,
 )
 from nasa_assets.keys import query_folder, safe_key_component, stored_ids
-from nasa_assets.queries import PARTITIONS_NAME, validate_query
+from nasa_assets.partitions import NASA_QUERIES
+from nasa_assets.queries import validate_query
 from nasa_assets.search import DEFAULT_RENDITION, RENDITIONS, sample, search_frame
 from resources.asset_metadata import column_schema
 from resources.http import ApiAuthError
-from resources.nasa_images import NasaImagesResource
 from resources.object_store import ObjectStore
 from resources.settings import load_settings
 from resources.spark import SPARK_POOL, collect_with_progress
@@ -37,7 +38,6 @@ from resources.warehouse import DUCKDB_POOL, table_exists
 
 GROUP = "nasa"
 SCHEMA = "nasa"
-NASA_QUERIES = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
 LISTED_FAILURES = 20
 
 _SEARCH_COLUMNS = [
@@ -137,7 +137,7 @@ def nasa_image_search(
                 conn.execute(f"delete from {SCHEMA}.nasa_image_search where query = ?", [query])
     context.add_output_metadata(
         {
-            "source": nasa_library.source,
+            "source": nasa_library.source.mode,
             "query": query,
             "total_hits": result.total_hits if result.total_hits is not None else -1,
             "pages": result.pages,
@@ -171,7 +171,7 @@ class NasaImagesConfig(dg.Config):
     )
 
 
-def _stored(store: ObjectStore, query: str) -> set[str]:
+def completed_ids(store: ObjectStore, query: str) -> set[str]:
     """Key-safe ids of the query whose image and metadata JSON are both in the store."""
     images, metadata = stored_ids(store.list_keys(store.key(query_folder(query)) + "/"), query)
     return images & metadata
@@ -230,7 +230,7 @@ def nasa_images(
     started = time.perf_counter()
     folder = object_store.key(query_folder(query))
     rows = nasa_image_search.to_dicts()
-    done = _stored(object_store, query)
+    done = completed_ids(object_store, query)
     todo = [row for row in rows if safe_key_component(row["nasa_id"]) not in done]
     skipped = len(rows) - len(todo)
     context.log.info(
@@ -275,7 +275,7 @@ def nasa_images(
     seconds = time.perf_counter() - started
     renditions = Counter(o["rendition"] for o in outcomes if o["status"] == DOWNLOADED)
     result_metadata = {
-        "source": nasa_library.source,
+        "source": nasa_library.source.mode,
         "query": query,
         "location": object_store.uri(folder),
         "items": len(rows),
@@ -306,80 +306,4 @@ def nasa_images(
     return dg.MaterializeResult(metadata=result_metadata)
 
 
-def _checked_query(context: dg.AssetCheckExecutionContext) -> str | None:
-    op_context = context.op_execution_context
-    return op_context.partition_key if op_context.has_partition_key else None
-
-
-def _search_ids(warehouse: DuckDBResource, query: str | None) -> pl.DataFrame | None:
-    """(query, nasa_id) of one query, or of all when run alone; None before the table exists."""
-    with warehouse.get_connection() as conn:
-        if not table_exists(conn, SCHEMA, "nasa_image_search"):
-            return None
-        return conn.execute(
-            f"select query, nasa_id from {SCHEMA}.nasa_image_search"
-            + (" where query = ?" if query else ""),
-            [query] if query else [],
-        ).pl()
-
-
-@dg.asset_check(asset=nasa_image_search, blocking=True, pool=DUCKDB_POOL)
-def nasa_search_ids_unique(
-    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
-) -> dg.AssetCheckResult:
-    """Each query lists a nasa_id once, never null, and no two ids share an object key
-    (``nasa_images`` would otherwise overwrite one image with another)."""
-    frame = _search_ids(warehouse, _checked_query(context))
-    if frame is None:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": "table missing"})
-    keys = frame.with_columns(
-        pl.col("nasa_id").map_elements(safe_key_component, return_dtype=pl.String).alias("key")
-    )
-    null_ids = frame["nasa_id"].null_count()
-    duplicate_ids = frame.height - frame.select("query", "nasa_id").n_unique()
-    key_collisions = frame.height - keys.select("query", "key").n_unique() - duplicate_ids
-    return dg.AssetCheckResult(
-        passed=null_ids == 0 and duplicate_ids == 0 and key_collisions == 0,
-        metadata={
-            "rows": frame.height,
-            "null_ids": null_ids,
-            "duplicate_ids": duplicate_ids,
-            "key_collisions": key_collisions,
-        },
-    )
-
-
-@dg.asset_check(asset=nasa_images, additional_deps=[nasa_image_search], pool=DUCKDB_POOL)
-def nasa_images_stored(
-    context: dg.AssetCheckExecutionContext,
-    object_store: ObjectStore,
-    warehouse: DuckDBResource,
-) -> dg.AssetCheckResult:
-    """Every search result of the query has its image and metadata JSON in the store (a
-    warning, not a block: failed items are retried by the next run)."""
-    frame = _search_ids(warehouse, _checked_query(context))
-    if frame is None:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": "table missing"})
-    missing: list[str] = []
-    for (name,), group in frame.group_by("query"):
-        done = _stored(object_store, name)
-        missing += [f"{name}/{i}" for i in group["nasa_id"] if safe_key_component(i) not in done]
-    return dg.AssetCheckResult(
-        passed=not missing,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "expected": frame.height,
-            "missing": len(missing),
-            "missing_ids": ", ".join(missing[:LISTED_FAILURES]) or "none",
-        },
-    )
-
-
-nasa_job = dg.define_asset_job(
-    "nasa_job",
-    selection=dg.AssetSelection.groups(GROUP),
-    description="Search one query and store its images (one run per query partition).",
-)
-
 NASA_ASSETS = [nasa_image_search, nasa_images]
-NASA_CHECKS = [nasa_search_ids_unique, nasa_images_stored]

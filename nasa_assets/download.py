@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from nasa_assets.client import NasaClientSpec, NasaImagesClient
 from nasa_assets.keys import image_key, metadata_key
 from nasa_assets.search import (
     CONTENT_TYPES,
@@ -29,7 +30,6 @@ from nasa_assets.search import (
     sniff_extension,
 )
 from resources.http import ApiError
-from resources.nasa_images import NasaClientSpec, NasaImagesClient
 
 DOWNLOADED = "downloaded"
 FAILED = "failed"

@@ -38,7 +38,7 @@ from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
 
-from resources.settings import load_settings
+from resources.settings import Settings, load_settings
 
 DEFAULT_MASTER = "local[*]"
 # Dagster pool of every PySpark asset: one Spark job at a time on a laptop (dagster.yaml limit).
@@ -151,10 +151,12 @@ def s3a_config(endpoint_url: str | None) -> dict[str, str]:
     return conf
 
 
-def spark_config_from_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def spark_config_from_env(
+    extra: Mapping[str, str] | None = None, settings: Settings | None = None
+) -> dict[str, str]:
     """``spark_config`` from ``SPARK_MASTER``, ``SPARK_DRIVER_MEMORY``, ``SPARK_JARS_PACKAGES``,
     ``DATA_DIR``, ``S3_BUCKET`` and ``S3_ENDPOINT_URL``; ``extra`` wins over all of them."""
-    settings = load_settings()
+    settings = settings or load_settings()
     return spark_config(
         os.environ.get("SPARK_MASTER") or DEFAULT_MASTER,
         data_dir=settings.data_dir,
@@ -166,9 +168,11 @@ def spark_config_from_env(extra: Mapping[str, str] | None = None) -> dict[str, s
     )
 
 
-def spark_resource_from_env(extra: Mapping[str, str] | None = None) -> LazyPySparkResource:
+def spark_resource_from_env(
+    extra: Mapping[str, str] | None = None, settings: Settings | None = None
+) -> LazyPySparkResource:
     """The ``spark`` resource for ``definitions.py``: configured now, started on first use."""
-    return LazyPySparkResource(spark_config=spark_config_from_env(extra))
+    return LazyPySparkResource(spark_config=spark_config_from_env(extra, settings))
 
 
 def to_spark_uri(uri: str) -> str:

@@ -4,7 +4,7 @@
 window of a key column (``DELETE ... WHERE key >= start AND key < end`` then batched ``INSERT``)
 in a single transaction, so re-running a window gives the same rows, once, and a failure part way
 leaves the previous rows in place. Tables are reflected from the database, never created here:
-``python -m resources.sql_setup`` creates the ESIOS target table.
+``python -m esios_assets.sql_setup`` creates the ESIOS target table.
 
 Secrets: the password reaches the resource through ``dg.EnvVar``; URLs are only ever rendered
 with the password hidden, and errors raised here never carry the password or a chained driver
@@ -255,7 +255,7 @@ class SqlDatabase(dg.ConfigurableResource):
             # sqlite3 would silently create an empty file: the target must already exist.
             raise SqlTableNotFoundError(
                 f"SQLite database file {path} does not exist ({redact(url)}); "
-                "create it with `python -m resources.sql_setup`"
+                "create it with `python -m esios_assets.sql_setup`"
             )
         try:
             conn = engine.connect()
@@ -279,7 +279,7 @@ class SqlDatabase(dg.ConfigurableResource):
             raise SqlTableNotFoundError(
                 f"table {_qualified(table, schema)} does not exist in "
                 f"{redact(conn.engine.url)}; the loader never creates tables: create it first "
-                "(for the ESIOS target: `python -m resources.sql_setup`)"
+                "(for the ESIOS target: `python -m esios_assets.sql_setup`)"
             ) from None
 
     # ------------------------------------------------------------------ loading

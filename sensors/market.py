@@ -8,7 +8,8 @@ that once per instance (a failed run is retried from the UI, not in a loop).
 
 import dagster as dg
 
-from market_assets.assets import market_job, volume_model
+from market_assets.assets import volume_model
+from market_assets.jobs import market_job
 
 BOOTSTRAP_RUN_KEY = "bootstrap:market"
 

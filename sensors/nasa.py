@@ -8,7 +8,9 @@ run is retried from the UI, not in a loop, and re-materializing is a UI/CLI acti
 
 import dagster as dg
 
-from nasa_assets.assets import NASA_QUERIES, nasa_images, nasa_job
+from nasa_assets.assets import nasa_images
+from nasa_assets.jobs import nasa_job
+from nasa_assets.partitions import NASA_QUERIES
 from nasa_assets.queries import QUERIES_FILE, load_queries
 
 

@@ -10,13 +10,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from resources import clock
 from weather_assets.partitions import MINUTE_FORMAT
-from weather_assets.rain import floor_minute
-from weather_assets.rain_assets import rain_minute_job
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from weather_assets.rain.jobs import rain_minute_job
 
 
 @dataclass(frozen=True)
@@ -28,7 +24,7 @@ class MinuteTick:
 
 def next_minute_tick(cursor: str | None, now: datetime) -> MinuteTick:
     """Decide what one sensor evaluation requests, given the last requested minute."""
-    current = floor_minute(now.astimezone(UTC))
+    current = clock.floor_minute(now.astimezone(UTC))
     key = current.strftime(MINUTE_FORMAT)
     if cursor == key:
         return MinuteTick(None, 0, f"minute {key} already requested")
@@ -61,7 +57,7 @@ def request_current_minute(
     context: dg.SensorEvaluationContext, *, gap_note: str, partitioned: bool
 ) -> dg.RunRequest | dg.SkipReason:
     """One run per UTC minute (run key = minute), logging any minutes the sensor missed."""
-    tick = next_minute_tick(context.cursor, utcnow())
+    tick = next_minute_tick(context.cursor, clock.utcnow())
     if tick.partition_key is None:
         return dg.SkipReason(tick.reason)
     if tick.skipped_minutes:

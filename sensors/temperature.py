@@ -6,12 +6,14 @@ exist; this sensor requests them once, oldest first, then stays quiet.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from weather_assets.observation_assets import observations_daily_job
-from weather_assets.temperature_assets import (
+from resources import clock
+from weather_assets.observations.jobs import observations_daily_job
+from weather_assets.partitions import DAY_FORMAT, HOUR_FORMAT
+from weather_assets.temperature.jobs import (
     temperature_actuals_job,
     temperature_hourly_job,
     temperature_training_job,
@@ -20,12 +22,6 @@ from weather_assets.temperature_assets import (
 BOOTSTRAP_DAYS = 6
 BOOTSTRAP_HOURS = 25
 SCHEDULE_GRACE_MINUTES = 10
-DAY_FORMAT = "%Y-%m-%d"
-HOUR_FORMAT = "%Y-%m-%d-%H:%M"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,7 @@ def next_bootstrap_step(
 def temperature_bootstrap_sensor(context: dg.SensorEvaluationContext):
     instance = context.instance
     step = next_bootstrap_step(
-        utcnow(),
+        clock.utcnow(),
         hourly_days=instance.get_materialized_partitions(
             dg.AssetKey("weather_observations_hourly")
         ),

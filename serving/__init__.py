@@ -1,1 +1,1 @@
-"""The platform's web service: the volume model's /predict API (and, later, the dashboard pages)."""
+"""The platform's web service: the volume model's /predict API and the dashboard pages."""

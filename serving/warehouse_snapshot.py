@@ -23,7 +23,7 @@ import duckdb
 
 from resources.warehouse import read_only_connection
 from weather_assets.locations import LocationsError, load_locations
-from weather_assets.now import LATEST_SQL
+from weather_assets.rain.latest import LATEST_SQL
 
 log = logging.getLogger("serving.dashboard")
 

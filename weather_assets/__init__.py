@@ -1,4 +1,6 @@
-"""Weather domain: the minute rain nowcast stream (and, later, the temperature forecast).
+"""Weather domain: the minute rain nowcast (``rain``), the raw-readings ETL (``observations``),
+the office temperature forecast (``temperature``) and the station feed (``stations``).
 
-Pure transforms live in ``rain`` and ``locations``; Dagster wiring in ``rain_assets``.
+``locations`` is the coordinate registry all four share; ``partitions`` their time partitions;
+``definitions`` builds the domain's ``dg.Definitions``.
 """

@@ -1,4 +1,4 @@
-"""The coordinate registry: which lat-lon pairs the nowcast stream polls, and how they shard.
+"""The coordinate registry: which lat-lon pairs the weather streams use, and how they shard.
 
 A shard is a slice of the registry that one API key can poll within its per-minute limit, so
 adding coordinates means adding keys (or a bigger plan), never silently falling behind.
@@ -10,6 +10,8 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+
+import dagster as dg
 
 REQUIRED_COLUMNS = ("location_id", "name", "lat", "lon")
 
@@ -81,3 +83,16 @@ def shard_locations(locations: list[Location], calls_per_minute: int) -> list[li
         locations[start : start + calls_per_minute]
         for start in range(0, len(locations), calls_per_minute)
     ]
+
+
+class CoordinateRegistry(dg.ConfigurableResource):
+    """``LOCATIONS_FILE`` as a resource, read and validated when a run uses it (so runs and tests
+    can point at any file)."""
+
+    locations_file: str
+
+    def load(self) -> list[Location]:
+        return load_locations(self.locations_file)
+
+    def shards(self, calls_per_minute: int) -> list[list[Location]]:
+        return shard_locations(self.load(), calls_per_minute)

@@ -15,13 +15,15 @@ from esios_assets.assets import (
     demand_forecast_esios,
     esios_demand_forecast,
     esios_demand_forecast_csv,
+)
+from esios_assets.checks import (
     esios_hours_complete,
     esios_no_duplicate_hours,
     esios_schema,
     esios_values_plausible,
 )
+from esios_assets.sql_setup import create_demand_forecast_table
 from resources.sql import SqlDatabase
-from resources.sql_setup import create_demand_forecast_table
 
 CHECKS = [esios_hours_complete, esios_no_duplicate_hours, esios_values_plausible, esios_schema]
 
@@ -151,7 +153,7 @@ def test_each_check_fails_on_bad_data(resources, instance):
 def test_reconciliation_checks_fail_when_a_copy_drifts(resources, instance):
     from sqlalchemy import text
 
-    from esios_assets.assets import (
+    from esios_assets.checks import (
         demand_forecast_esios_matches_warehouse,
         esios_csv_matches_warehouse,
     )

@@ -8,6 +8,8 @@ from datetime import date, datetime
 import polars as pl
 import pytest
 
+from esios_assets.client import EsiosResource
+from esios_assets.simulator import MADRID, indicator_460_payload
 from esios_assets.transform import (
     EXPORT_COLUMNS,
     demand_forecast_frame,
@@ -15,8 +17,7 @@ from esios_assets.transform import (
     export_frame,
     month_bounds_utc,
 )
-from resources.esios import EsiosResource
-from resources.simulators.esios import MADRID, indicator_460_payload
+from resources.source import SourceConfig
 
 WALL_TIME = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 
@@ -100,7 +101,7 @@ def test_empty_values_give_an_empty_frame_with_the_schema():
 
 
 def test_2017_and_2018_through_the_simulator_are_complete():
-    esios = EsiosResource(simulator_seed=7)
+    esios = EsiosResource(source=SourceConfig(seed=7))
     months = [date(year, month, 1) for year in (2017, 2018) for month in range(1, 13)]
     frames = []
     for month in months:

@@ -13,7 +13,7 @@ import dagster as dg
 import duckdb
 from werkzeug import Request, Response
 
-from resources.simulators.esios import indicator_460_payload
+from esios_assets.simulator import indicator_460_payload
 
 MADRID = ZoneInfo("Europe/Madrid")
 

@@ -87,7 +87,7 @@ def concurrency_definitions() -> dg.Definitions:
     The harness's workspace points here; the daemon, the CLIs and every run worker load it.
     """
     from definitions import defs
-    from weather_assets.rain_assets import RAIN_ASSETS
+    from weather_assets.rain.assets import RAIN_ASSETS
 
     selection = dg.AssetSelection.assets(*RAIN_ASSETS)
     spawn = dg.define_asset_job(
@@ -230,7 +230,7 @@ def platform(root: Path) -> Iterator[Platform]:
     env = {k: v for k, v in os.environ.items() if k not in PLATFORM_VARIABLES}
     env |= {"DAGSTER_HOME": str(home), "DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
     plat = Platform(root=root, env=env, workspace=workspace, logs=logs)
-    setup = plat.start([sys.executable, "-m", "resources.sql_setup"], "sql_setup")
+    setup = plat.start([sys.executable, "-m", "esios_assets.sql_setup"], "sql_setup")
     plat.finish(setup, "sql_setup")
     stop = [sys.executable, "-m", "tests.hardening.queue_harness", "stop-instigators", workspace]
     plat.finish(plat.start(stop, "stop_instigators"), "stop_instigators")

@@ -16,11 +16,12 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from resources.openweathermap import OpenWeatherMapResource, fetch_nowcasts
 from weather_assets.locations import Location
 from weather_assets.partitions import MINUTE_FORMAT
-from weather_assets.rain import forecasts_frame, next_hour_precipitation
-from weather_assets.rain_assets import RAIN_ASSETS, RAIN_CHECKS
+from weather_assets.rain.assets import RAIN_ASSETS
+from weather_assets.rain.checks import RAIN_CHECKS
+from weather_assets.rain.client import OpenWeatherMapResource, fetch_nowcasts
+from weather_assets.rain.transforms import forecasts_frame, next_hour_precipitation
 
 RETRY_MARK = "retrying in"
 
@@ -112,7 +113,9 @@ def fault_free_totals(
     keys: list[str], locations: list[Location], resource: OpenWeatherMapResource
 ) -> pl.DataFrame:
     """The same minutes computed directly, without faults or Dagster: the reference."""
-    clean = resource.model_copy(update={"simulator_fault_rate": 0.0})
+    clean = resource.model_copy(
+        update={"source": resource.source.model_copy(update={"fault_rate": 0.0})}
+    )
     frames = []
     for key in keys:
         minute = datetime.strptime(key, MINUTE_FORMAT).replace(tzinfo=UTC)

@@ -22,16 +22,19 @@ import pytest
 from dagster_pyspark import LazyPySparkResource
 from werkzeug import Request, Response
 
-from esios_assets.assets import ESIOS_ASSETS, ESIOS_CHECKS, csv_path, esios_demand_forecast
-from market_assets.assets import MARKET_ASSETS, MARKET_CHECKS, scan_dataset
+from esios_assets.assets import ESIOS_ASSETS, csv_path, esios_demand_forecast
+from esios_assets.checks import ESIOS_CHECKS
+from esios_assets.sql_setup import create_demand_forecast_table
+from market_assets.assets import MARKET_ASSETS, scan_dataset
+from market_assets.checks import MARKET_CHECKS
 from market_assets.ingest import EXPECTED_HEADER
-from nasa_assets.assets import NASA_ASSETS, NASA_CHECKS
+from nasa_assets.assets import NASA_ASSETS
+from nasa_assets.checks import NASA_CHECKS
 from nasa_assets.keys import safe_key_component
-from resources.openweathermap import OpenWeatherMapResource
+from nasa_assets.simulator import png_bytes
 from resources.settings import load_settings
-from resources.simulators.nasa_images import png_bytes
+from resources.source import SourceConfig
 from resources.sql import SqlDatabase
-from resources.sql_setup import create_demand_forecast_table
 from tests.hardening.bad_input_helpers import (
     MAINTENANCE_PAGE,
     esios_handler,
@@ -44,7 +47,9 @@ from tests.hardening.bad_input_helpers import (
     step_failures,
 )
 from weather_assets.partitions import MINUTE_FORMAT
-from weather_assets.rain_assets import RAIN_ASSETS, RAIN_CHECKS
+from weather_assets.rain.assets import RAIN_ASSETS
+from weather_assets.rain.checks import RAIN_CHECKS
+from weather_assets.rain.client import OpenWeatherMapResource
 
 REPO = Path(__file__).resolve().parents[2]
 LOCATIONS = (
@@ -177,7 +182,7 @@ def test_html_instead_of_json_fails_the_minute_and_keeps_its_rows(
     # Three attempts instead of five keep the backoff short; the retry path is the same.
     live = resources["openweathermap"]
     resources["openweathermap"] = OpenWeatherMapResource(
-        source_mode="live",
+        source=SourceConfig(mode="live"),
         base_url=live.base_url,
         api_key=dg.EnvVar("OPENWEATHERMAP_API_KEY"),
         max_attempts=3,

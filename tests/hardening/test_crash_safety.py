@@ -42,13 +42,13 @@ from esios_assets.assets import (
     esios_demand_forecast,
     esios_demand_forecast_csv,
 )
+from esios_assets.sql_setup import create_demand_forecast_table
 from esios_assets.transform import expected_hours, month_bounds_utc
 from resources.object_store import ObjectStore, object_io_manager_from
 from resources.settings import load_settings
 from resources.sql import SqlDatabase
-from resources.sql_setup import create_demand_forecast_table
 from weather_assets.partitions import MINUTE_FORMAT
-from weather_assets.rain_assets import RAW_PAYLOAD_PREFIX, rain_forecasts
+from weather_assets.rain.assets import RAW_PAYLOAD_PREFIX, rain_forecasts
 
 REPO = Path(__file__).resolve().parents[2]
 JAN, FEB = date(2017, 1, 1), date(2017, 2, 1)
@@ -180,7 +180,7 @@ from dagster_duckdb_polars import DuckDBPolarsTypeHandler
 
 from definitions import build_resources
 from resources.settings import load_settings
-from weather_assets.rain_assets import rain_forecasts
+from weather_assets.rain.assets import rain_forecasts
 
 marker, partition = Path(sys.argv[1]), sys.argv[2]
 insert = DuckDBPolarsTypeHandler.handle_output

@@ -50,22 +50,24 @@ from dagster_pyspark import LazyPySparkResource
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from esios_assets.assets import (
-    ESIOS_ASSETS,
-    esios_demand_forecast,
+from esios_assets.assets import ESIOS_ASSETS, esios_demand_forecast
+from esios_assets.checks import (
     esios_hours_complete,
     esios_no_duplicate_hours,
     esios_schema,
     esios_values_plausible,
 )
-from nasa_assets.assets import NASA_ASSETS, NASA_CHECKS
-from resources.nasa_images import NasaImagesResource
-from resources.openweathermap import OpenWeatherMapResource
+from esios_assets.simulator import indicator_460_payload
+from nasa_assets.assets import NASA_ASSETS
+from nasa_assets.checks import NASA_CHECKS
+from nasa_assets.client import NasaImagesResource
+from nasa_assets.simulator import png_bytes
 from resources.settings import load_settings
-from resources.simulators.esios import indicator_460_payload
-from resources.simulators.nasa_images import png_bytes
+from resources.source import SourceConfig
 from weather_assets.partitions import MINUTE_FORMAT
-from weather_assets.rain_assets import RAIN_ASSETS, RAIN_CHECKS
+from weather_assets.rain.assets import RAIN_ASSETS
+from weather_assets.rain.checks import RAIN_CHECKS
+from weather_assets.rain.client import OpenWeatherMapResource
 
 # Distinctive fakes; "+", "/" and "=" change under URL encoding, so the encoded forms differ
 # from the raw ones and both are searched. Each has a 12-character fragment unique to it.
@@ -480,7 +482,7 @@ def quick_onecall(url: str) -> OpenWeatherMapResource:
     """The live resource as definitions.py wires it, with a short timeout and two attempts."""
     key = dg.EnvVar("OPENWEATHERMAP_API_KEY")
     return OpenWeatherMapResource(
-        source_mode="live", base_url=url, api_key=key, timeout_s=0.3, max_attempts=2
+        source=SourceConfig(mode="live"), base_url=url, api_key=key, timeout_s=0.3, max_attempts=2
     )
 
 
@@ -768,7 +770,7 @@ def test_the_spark_task_with_the_nasa_key_stays_out_of_the_py4j_trace(tmp_path, 
     from tests.weather_assets.conftest import shared_spark_session
 
     sc = shared_spark_session().sparkContext
-    spec = NasaImagesResource(source_mode="live", api_key=PLANTED).spec()
+    spec = NasaImagesResource(source=SourceConfig(mode="live"), api_key=PLANTED).spec()
     job = DownloadJob(spec, StoreSpec(None, "p", None, str(tmp_path)), query="moon")
     caplog.set_level(logging.DEBUG)
     sc.parallelize([], 1).mapPartitionsWithIndex(

@@ -10,9 +10,10 @@ import pytest
 from dagster_pyspark import LazyPySparkResource
 from fastapi.testclient import TestClient
 
-from market_assets.assets import MARKET_ASSETS, MARKET_CHECKS, scan_dataset
+from market_assets.assets import MARKET_ASSETS, scan_dataset
+from market_assets.checks import MARKET_CHECKS
 from market_assets.model_store import read_pointer
-from resources.simulators.stock_market import SMALL, ensure_stock_dataset
+from market_assets.simulator import SMALL, ensure_stock_dataset
 
 
 @pytest.fixture

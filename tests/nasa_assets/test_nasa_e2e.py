@@ -13,11 +13,13 @@ import pytest
 from dagster_pyspark import LazyPySparkResource
 
 from definitions import build_resources
-from nasa_assets.assets import NASA_ASSETS, NASA_CHECKS
+from nasa_assets.assets import NASA_ASSETS
+from nasa_assets.checks import NASA_CHECKS
+from nasa_assets.client import NasaImagesResource
 from nasa_assets.keys import safe_key_component
-from resources.nasa_images import NasaImagesResource
+from nasa_assets.simulator import png_bytes
 from resources.settings import load_settings
-from resources.simulators.nasa_images import png_bytes
+from resources.source import SourceConfig
 from tests.weather_assets.conftest import shared_spark_session
 
 MOON_DISTINCT = 238  # the simulator's 240 "moon" hits minus 2 repeats across pages
@@ -193,7 +195,9 @@ def test_failures_are_recorded_and_fail_the_run_only_above_the_share(
     ids = [f"LIVE{i:03d}" for i in range(10)]
     _serve_library(httpserver, ids, broken={"LIVE003": 404, "LIVE007": 500})
     library = NasaImagesResource(
-        source_mode="live", base_url=httpserver.url_for("").rstrip("/"), max_attempts=2
+        source=SourceConfig(mode="live"),
+        base_url=httpserver.url_for("").rstrip("/"),
+        max_attempts=2,
     )
     resources = _resources(spark, nasa_library=library)
     store = resources["object_store"]

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from esios_assets.simulator import EsiosSimulator
+from nasa_assets.simulator import NasaImagesSimulator
 from resources.http import ApiError, ApiRateLimitError, ApiResponseError, HttpClient, RetryPolicy
 from resources.settings import SettingsError, load_settings
-from resources.simulators.esios import EsiosSimulator
 from resources.simulators.faults import FAULT_KINDS, FaultInjector, FaultPlan
-from resources.simulators.nasa_images import NasaImagesSimulator
-from resources.simulators.openweathermap import OneCallSimulator
+from weather_assets.rain.simulator import OneCallSimulator
 
 OWM = "https://api.openweathermap.org"
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -177,9 +177,9 @@ def test_fault_rate_reaches_every_simulated_api(platform_env, monkeypatch) -> No
 
     monkeypatch.setenv("SIMULATOR_FAULT_RATE", "0.2")
     resources = build_resources(load_settings())
-    assert resources["openweathermap"].simulator_fault_rate == 0.2
-    assert resources["esios"].simulator_fault_rate == 0.2
-    assert resources["nasa_library"].spec().simulator_fault_rate == 0.2
+    assert resources["openweathermap"].source.fault_rate == 0.2
+    assert resources["esios"].source.fault_rate == 0.2
+    assert resources["nasa_library"].spec().source.fault_rate == 0.2
     clients = resources["openweathermap"].clients_for(1, clock=lambda: NOW)
     assert clients[0]._http._session.get_adapter(OWM).faults.plan.rate == 0.2
 

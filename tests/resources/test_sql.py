@@ -14,7 +14,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, postgresql, sqlite
 
-from resources import sql_setup
+from esios_assets import sql_setup
+from esios_assets.sql_setup import (
+    DEMAND_FORECAST_TABLE,
+    create_demand_forecast_table,
+    demand_forecast_table,
+)
 from resources.sql import (
     SqlConfigError,
     SqlConnectionError,
@@ -24,11 +29,6 @@ from resources.sql import (
     default_sqlite_url,
     delete_window_statement,
     insert_statement,
-)
-from resources.sql_setup import (
-    DEMAND_FORECAST_TABLE,
-    create_demand_forecast_table,
-    demand_forecast_table,
 )
 
 TABLE = DEMAND_FORECAST_TABLE

@@ -4,12 +4,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-import sensors.rain as rain_sensor_module
+from resources import clock
 from sensors.rain import rain_minute_sensor
 
 
 def evaluate(monkeypatch, now: datetime, cursor: str | None, instance):
-    monkeypatch.setattr(rain_sensor_module, "utcnow", lambda: now)
+    monkeypatch.setattr(clock, "utcnow", lambda: now)
     context = dg.build_sensor_context(cursor=cursor, instance=instance)
     return rain_minute_sensor(context), context
 

@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 import sensors.temperature as bootstrap
+from resources import clock
 from sensors.temperature import next_bootstrap_step
 
 NOW = datetime(2026, 11, 22, 16, 40, tzinfo=UTC)
@@ -42,7 +43,7 @@ def test_only_missing_days_are_requested():
 
 
 def test_sensor_requests_a_ranged_run_with_a_stable_run_key(monkeypatch, instance):
-    monkeypatch.setattr(bootstrap, "utcnow", lambda: NOW)
+    monkeypatch.setattr(clock, "utcnow", lambda: NOW)
     request = bootstrap.temperature_bootstrap_sensor(dg.build_sensor_context(instance=instance))
     assert request.job_name == "observations_daily_job"
     assert request.run_key == "bootstrap:observations_daily_job:2026-11-16...2026-11-21"

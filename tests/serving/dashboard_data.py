@@ -16,7 +16,7 @@ from market_assets.model_store import publish_model
 from resources.object_store import object_store_from
 from resources.settings import load_settings
 from weather_assets.partitions import MINUTE_FORMAT
-from weather_assets.rain_assets import RAIN_ASSETS
+from weather_assets.rain.assets import RAIN_ASSETS
 
 TEMPERATURE_HOURS = 48
 

@@ -1,0 +1,146 @@
+"""Checks on the minute rain tables: what consumers of the totals rely on (blocking) and how
+much of the registry had a nowcast (a warning).
+
+Each check reads only the run's minutes (the partition or range), or the latest stored minute
+when it runs on its own.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from resources.warehouse import DUCKDB_POOL
+from weather_assets.locations import CoordinateRegistry
+from weather_assets.rain.assets import rain_forecasts, rolling_precipitation_sum
+
+
+def _checked_window(
+    context: dg.AssetCheckExecutionContext, conn: duckdb.DuckDBPyConnection, table: str, column: str
+) -> tuple[datetime, datetime] | None:
+    """The run's partition window (naive UTC), or the latest stored minute when run alone."""
+    op_context = context.op_execution_context
+    if op_context.has_partition_key or op_context.has_partition_key_range:
+        window = op_context.partition_time_window
+        return (
+            window.start.astimezone(UTC).replace(tzinfo=None),
+            window.end.astimezone(UTC).replace(tzinfo=None),
+        )
+    latest = conn.execute(f"select max({column}) from weather.{table}").fetchone()[0]
+    return None if latest is None else (latest, latest + timedelta(minutes=1))
+
+
+def _query_window(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: DuckDBResource,
+    table: str,
+    column: str,
+    sql: str,
+) -> tuple | None:
+    """Run ``sql`` (with ``{where}`` for the window predicate) against the checked minutes."""
+    with warehouse.get_connection() as conn:
+        window = _checked_window(context, conn, table, column)
+        if window is None:
+            return None
+        where = f"{column} >= ? and {column} < ?"
+        return conn.execute(sql.format(where=where), list(window)).fetchone()
+
+
+@dg.asset_check(asset=rain_forecasts, blocking=True, pool=DUCKDB_POOL)
+def rain_forecasts_unique_per_minute(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    """A coordinate has one forecast per minute per fetch: duplicates would double-count rain."""
+    row = _query_window(
+        context,
+        warehouse,
+        "rain_forecasts",
+        "fetched_minute",
+        "select count(*), coalesce(string_agg(distinct location_id, ', '), '') from ("
+        " select location_id from weather.rain_forecasts where {where}"
+        " group by location_id, fetched_minute, forecast_at having count(*) > 1)",
+    )
+    duplicates, examples = row or (0, "")
+    return dg.AssetCheckResult(
+        passed=row is not None and duplicates == 0,
+        metadata={"duplicate_keys": duplicates, "locations": examples[:200] or "none"},
+    )
+
+
+@dg.asset_check(asset=rain_forecasts, blocking=True, pool=DUCKDB_POOL)
+def rain_forecasts_rates_non_negative(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    """Precipitation rates are physical quantities: never negative."""
+    row = _query_window(
+        context,
+        warehouse,
+        "rain_forecasts",
+        "fetched_minute",
+        "select count(*) from weather.rain_forecasts where {where} and precipitation_mm_per_h < 0",
+    )
+    negative = row[0] if row else 0
+    return dg.AssetCheckResult(
+        passed=row is not None and negative == 0, metadata={"negative_rates": negative}
+    )
+
+
+@dg.asset_check(asset=rain_forecasts, pool=DUCKDB_POOL)
+def rain_forecasts_nowcast_coverage(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
+    """At least 95% of coordinates have a nowcast (a warning: some regions have none)."""
+    row = _query_window(
+        context,
+        warehouse,
+        "rain_forecasts",
+        "fetched_minute",
+        "select coalesce(avg(has_nowcast::double), 0) from ("
+        " select bool_or(forecast_at is not null) as has_nowcast from weather.rain_forecasts"
+        " where {where} group by location_id, fetched_minute)",
+    )
+    share = float(row[0]) if row else 0.0
+    return dg.AssetCheckResult(
+        passed=share >= 0.95,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"share_with_nowcast": dg.MetadataValue.float(round(share, 4))},
+    )
+
+
+@dg.asset_check(asset=rolling_precipitation_sum, blocking=True, pool=DUCKDB_POOL)
+def rolling_precipitation_sum_one_row_per_coordinate(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: DuckDBResource,
+    coordinates: CoordinateRegistry,
+) -> dg.AssetCheckResult:
+    """Every registered coordinate appears exactly once per minute, with 0-60 minutes covered."""
+    registered = len(coordinates.load())
+    row = _query_window(
+        context,
+        warehouse,
+        "rolling_precipitation_sum",
+        "window_start",
+        f"select count(*) filter (where n_rows <> {registered} or n_ids <> {registered}),"
+        " coalesce(sum(bad), 0) from ("
+        " select count(*) as n_rows, count(distinct location_id) as n_ids,"
+        " count(*) filter (where minutes_covered not between 0 and 60) as bad"
+        " from weather.rolling_precipitation_sum where {where} group by window_start)",
+    )
+    wrong_minutes, out_of_range = row or (0, 0)
+    return dg.AssetCheckResult(
+        passed=row is not None and wrong_minutes == 0 and out_of_range == 0,
+        metadata={
+            "registered_coordinates": registered,
+            "minutes_with_wrong_row_count": wrong_minutes,
+            "minutes_covered_out_of_range": int(out_of_range),
+        },
+    )
+
+
+RAIN_CHECKS = [
+    rain_forecasts_unique_per_minute,
+    rain_forecasts_rates_non_negative,
+    rain_forecasts_nowcast_coverage,
+    rolling_precipitation_sum_one_row_per_coordinate,
+]

@@ -1,0 +1,59 @@
+"""Print the latest next-hour rain per coordinate: ``python -m weather_assets.rain.latest``.
+
+Reads the warehouse read-only (retrying while a run holds the write lock), so it is safe to
+call while Dagster is materializing.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import duckdb
+
+from resources.settings import load_settings
+from resources.warehouse import read_only_connection
+
+LATEST_SQL = """
+select s.location_id, s.lat, s.lon, s.window_start, s.next_hour_precipitation_mm,
+       s.minutes_covered
+from weather.rolling_precipitation_sum s
+where s.window_start = (select max(window_start) from weather.rolling_precipitation_sum)
+order by s.location_id = 'office' desc, s.next_hour_precipitation_mm desc nulls last,
+         s.location_id
+"""
+
+
+def latest_rows(warehouse_path) -> list[tuple]:
+    with read_only_connection(warehouse_path) as conn:
+        try:
+            return conn.execute(LATEST_SQL).fetchall()
+        except duckdb.CatalogException:
+            return []
+
+
+def render(rows: list[tuple]) -> str:
+    if not rows:
+        return "no next-hour totals yet: materialize rolling_precipitation_sum first"
+    lines = [
+        f"next-hour rain for the window starting {rows[0][3]:%Y-%m-%d %H:%M} UTC",
+        f"{'location':<16} {'lat':>9} {'lon':>10} {'mm':>7} {'minutes':>7}",
+    ]
+    for location_id, lat, lon, _, total, minutes in rows:
+        amount = "   n/a" if total is None else f"{total:7.2f}"
+        lines.append(f"{location_id:<16} {lat:9.4f} {lon:10.4f} {amount:>7} {minutes:>7}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    settings = load_settings()
+    try:
+        rows = latest_rows(settings.warehouse_path)
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(render(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Bounded growth of the minute stream: drop raw rows and payloads past their retention.
+
+A year of minutes for 60 coordinates is ~32M raw forecast rows; the per-coordinate totals are
+what users read, so raw rows are kept for ``RAIN_RAW_RETENTION_HOURS`` and totals for as long as
+their minute partitions exist (``RAIN_PARTITION_DAYS``).
+"""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from resources import clock
+from resources.object_store import ObjectStore
+from resources.settings import load_settings
+from resources.warehouse import DUCKDB_POOL, table_exists
+from weather_assets.rain.assets import RAW_PAYLOAD_PREFIX
+
+
+class RainRetentionConfig(dg.Config):
+    raw_retention_hours: int | None = None
+    """Raw per-minute forecasts (rain_forecasts) and payloads older than this are deleted
+    (default: RAIN_RAW_RETENTION_HOURS)."""
+    totals_retention_days: int | None = None
+    """Next-hour totals (rolling_precipitation_sum) older than this are deleted
+    (default: RAIN_PARTITION_DAYS)."""
+
+
+def _delete_before(
+    conn: duckdb.DuckDBPyConnection, table: str, column: str, cutoff: datetime
+) -> int:
+    if not table_exists(conn, "weather", table):
+        return 0
+    cutoff_naive = cutoff.astimezone(UTC).replace(tzinfo=None)
+    deleted = conn.execute(
+        f"delete from weather.{table} where {column} < ?", [cutoff_naive]
+    ).fetchone()
+    return int(deleted[0]) if deleted else 0
+
+
+@dg.op(pool=DUCKDB_POOL)
+def compact_rain_history(
+    context: dg.OpExecutionContext,
+    config: RainRetentionConfig,
+    warehouse: DuckDBResource,
+    object_store: ObjectStore,
+) -> None:
+    """Delete expired rain rows and raw payload objects; report what went."""
+    settings = load_settings()
+    raw_hours = (
+        settings.rain_raw_retention_hours
+        if config.raw_retention_hours is None
+        else config.raw_retention_hours
+    )
+    totals_days = (
+        settings.rain_partition_days
+        if config.totals_retention_days is None
+        else config.totals_retention_days
+    )
+    now = clock.utcnow()
+    raw_cutoff = now - timedelta(hours=raw_hours)
+    totals_cutoff = now - timedelta(days=totals_days)
+    raw_rows = total_rows = 0
+    if Path(warehouse.database).exists():
+        with warehouse.get_connection() as conn:
+            raw_rows = _delete_before(conn, "rain_forecasts", "fetched_minute", raw_cutoff)
+            total_rows = _delete_before(
+                conn, "rolling_precipitation_sum", "window_start", totals_cutoff
+            )
+            conn.execute("checkpoint")
+    # Payload objects are grouped by day folder; a day goes once all of it is past the cutoff.
+    prefix = object_store.key(RAW_PAYLOAD_PREFIX) + "/"
+    expired = [
+        key
+        for key in object_store.list_keys(prefix)
+        if key[len(prefix) : len(prefix) + 10] < f"{raw_cutoff:%Y-%m-%d}"
+    ]
+    objects = object_store.delete(expired)
+    context.log.info(
+        f"deleted {raw_rows} raw forecast rows before {raw_cutoff:%Y-%m-%d %H:%M}, "
+        f"{total_rows} next-hour totals before {totals_cutoff:%Y-%m-%d %H:%M}, "
+        f"{objects} raw payload objects"
+    )
+    context.add_output_metadata(
+        {"raw_rows_deleted": raw_rows, "totals_deleted": total_rows, "objects_deleted": objects}
+    )
