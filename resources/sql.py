@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ import polars as pl
 import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 from sqlalchemy import exc as sa_exc
+
+from resources.clock import naive_utc
 
 URL_ENV_VAR = "SQL_DATABASE_URL"
 PYODBC = "mssql+pyodbc"
@@ -104,13 +105,6 @@ def scrub(text: str, secret: str | None) -> str:
     for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
         text = text.replace(form, "***")
     return text
-
-
-def _naive_utc(value: Any) -> Any:
-    """An aware datetime as the naive UTC wall time; anything else unchanged."""
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(UTC).replace(tzinfo=None)
-    return value
 
 
 def _column_wants_tz(column: sa.Column) -> bool:
@@ -316,7 +310,7 @@ class SqlDatabase(dg.ConfigurableResource):
             key = target.c[key_column]
             keep_tz = {c for c in frame.columns if _column_wants_tz(target.c[names[c]])}
             rows = _python_rows(frame, keep_tz)
-            lo, hi = (v if _column_wants_tz(key) else _naive_utc(v) for v in (start, end))
+            lo, hi = (v if _column_wants_tz(key) else naive_utc(v) for v in (start, end))
             self._check_window(frame, rows, names, key_column, lo, hi)
 
             deleted = conn.execute(delete_window_statement(target, key_column, lo, hi)).rowcount
@@ -423,7 +417,7 @@ class SqlDatabase(dg.ConfigurableResource):
                 key = target.c[key_column]
                 wants_tz = _column_wants_tz(key)
                 if start is not None:
-                    stmt = stmt.where(key >= (start if wants_tz else _naive_utc(start)))
+                    stmt = stmt.where(key >= (start if wants_tz else naive_utc(start)))
                 if end is not None:
-                    stmt = stmt.where(key < (end if wants_tz else _naive_utc(end)))
+                    stmt = stmt.where(key < (end if wants_tz else naive_utc(end)))
             return int(conn.execute(stmt).scalar_one())

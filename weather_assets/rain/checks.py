@@ -5,12 +5,13 @@ Each check reads only the run's minutes (the partition or range), or the latest 
 when it runs on its own.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from resources.clock import naive_utc
 from resources.warehouse import DUCKDB_POOL
 from weather_assets.locations import CoordinateRegistry
 from weather_assets.rain.assets import rain_forecasts, rolling_precipitation_sum
@@ -24,8 +25,8 @@ def _checked_window(
     if op_context.has_partition_key or op_context.has_partition_key_range:
         window = op_context.partition_time_window
         return (
-            window.start.astimezone(UTC).replace(tzinfo=None),
-            window.end.astimezone(UTC).replace(tzinfo=None),
+            naive_utc(window.start),
+            naive_utc(window.end),
         )
     latest = conn.execute(f"select max({column}) from weather.{table}").fetchone()[0]
     return None if latest is None else (latest, latest + timedelta(minutes=1))

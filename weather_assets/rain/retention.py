@@ -5,7 +5,7 @@ what users read, so raw rows are kept for ``RAIN_RAW_RETENTION_HOURS`` and total
 their minute partitions exist (``RAIN_PARTITION_DAYS``).
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -33,7 +33,7 @@ def _delete_before(
 ) -> int:
     if not table_exists(conn, "weather", table):
         return 0
-    cutoff_naive = cutoff.astimezone(UTC).replace(tzinfo=None)
+    cutoff_naive = clock.naive_utc(cutoff)
     deleted = conn.execute(
         f"delete from weather.{table} where {column} < ?", [cutoff_naive]
     ).fetchone()

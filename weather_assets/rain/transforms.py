@@ -8,11 +8,12 @@ contributes ``rate / 60`` mm; the next hour is the 60 minutes in ``[fetched_minu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
 
+from resources.clock import floor_minute, naive_utc
 from weather_assets.locations import Location
 
 # Timestamps are naive UTC: DuckDB's TIMESTAMP, so partition predicates never depend on the
@@ -41,12 +42,6 @@ WINDOW = timedelta(minutes=60)
 
 class PayloadError(ValueError):
     """A One Call response does not have the documented shape."""
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
 
 
 def minutely_rows(payload: Mapping[str, Any], location_id: str) -> list[tuple[int, float | None]]:
@@ -82,7 +77,7 @@ def forecasts_frame(
     A coordinate with no rows (no nowcast there, or its fetch failed) keeps one row with null
     ``forecast_at`` and rate, so it is never silently dropped downstream.
     """
-    fetched = _naive_utc(fetched_minute)
+    fetched = naive_utc(fetched_minute)
     ids: list[str] = []
     lats: list[float] = []
     lons: list[float] = []
@@ -152,10 +147,6 @@ def next_hour_precipitation(forecasts: pl.DataFrame) -> pl.DataFrame:
         .alias("next_hour_precipitation_mm"),
         pl.col("minutes_covered").cast(pl.Int64),
     )
-
-
-def floor_minute(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
 
 
 def stale_minute_error(minute: datetime, now: datetime, max_age_minutes: int = 2) -> str | None:

@@ -8,7 +8,7 @@ actual mean of hour P, predicts hour P + 1 from hours P-23..P, and scores the pr
 the previous run made for hour P. One run per hour, at minute 2, once hour P is complete.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -25,10 +25,6 @@ from weather_assets.stations.poll_store import read_polls
 
 OFFICE = "office"
 HOUR = timedelta(hours=1)
-
-
-def _naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _columns(*columns: tuple[str, str, str]) -> dg.TableSchema:
@@ -226,7 +222,7 @@ def temperature_predictions(
                 f"cannot predict from the 24 hours up to {observed:%Y-%m-%d %H:%M} UTC: {exc}. "
                 "Materialize temperature_actuals for those hours first."
             ) from None
-        target = _naive(observed) + HOUR
+        target = clock.naive_utc(observed) + HOUR
         rows.append((target, target, predicted, temperature_model.version))
     context.add_output_metadata(
         {
@@ -340,7 +336,7 @@ def temperature_accuracy(
     metadata, so the Dagster UI plots them over time)."""
     rows = []
     for hour in window_starts(context.partition_time_window, HOUR):
-        target = _naive(hour)
+        target = clock.naive_utc(hour)
         scores = rolling_accuracy(temperature_predictions, temperature_actuals, target)
         if scores["predicted_c"] is None or scores["actual_c"] is None:
             # The first hour after start-up has nothing to score yet: no row, not a failed run.
