@@ -23,6 +23,7 @@ from esios_assets.transform import (
     export_frame,
     month_bounds_utc,
 )
+from resources.asset_metadata import column_schema
 from resources.http import ApiAuthError
 from resources.settings import load_settings
 from resources.sql import SqlDatabase
@@ -33,27 +34,17 @@ SQL_TABLE = "demand_forecast_esios"
 PLAUSIBLE_MW = (15_000.0, 50_000.0)
 
 _COLUMNS = [
-    dg.TableColumn("name", "VARCHAR", description="Indicator name as ESIOS publishes it."),
-    dg.TableColumn("id", "BIGINT", description="Indicator id (460)."),
-    dg.TableColumn(
-        "datetime", "VARCHAR", description="Local wall time in Spain, yyyy-mm-dd HH:MM:SS."
-    ),
-    dg.TableColumn("demand_forecast", "DOUBLE", description="Forecast peninsular demand, MW."),
-    dg.TableColumn(
-        "update_timestamp", "VARCHAR", description="values_updated_at, local wall time."
-    ),
+    ("name", "VARCHAR", "Indicator name as ESIOS publishes it."),
+    ("id", "BIGINT", "Indicator id (460)."),
+    ("datetime", "VARCHAR", "Local wall time in Spain, yyyy-mm-dd HH:MM:SS."),
+    ("demand_forecast", "DOUBLE", "Forecast peninsular demand, MW."),
+    ("update_timestamp", "VARCHAR", "values_updated_at, local wall time."),
 ]
 _WAREHOUSE_COLUMNS = [
     *_COLUMNS,
-    dg.TableColumn(
-        "datetime_utc", "TIMESTAMP", description="The UTC instant of the hour (unique)."
-    ),
-    dg.TableColumn(
-        "utc_offset_minutes", "INTEGER", description="Spain's UTC offset then (60/120)."
-    ),
-    dg.TableColumn(
-        "datetime_local", "TIMESTAMP", description="Local wall time (partition column)."
-    ),
+    ("datetime_utc", "TIMESTAMP", "The UTC instant of the hour (unique)."),
+    ("utc_offset_minutes", "INTEGER", "Spain's UTC offset then (60/120)."),
+    ("datetime_local", "TIMESTAMP", "Local wall time (partition column)."),
 ]
 
 
@@ -71,7 +62,7 @@ _WAREHOUSE_COLUMNS = [
     metadata={
         "schema": "esios",
         "partition_expr": "datetime_local",
-        "dagster/column_schema": dg.TableSchema(columns=_WAREHOUSE_COLUMNS),
+        **column_schema(*_WAREHOUSE_COLUMNS),
     },
 )
 def esios_demand_forecast(context: dg.AssetExecutionContext, esios: EsiosResource) -> pl.DataFrame:
@@ -108,7 +99,7 @@ def esios_demand_forecast(context: dg.AssetExecutionContext, esios: EsiosResourc
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=DUCKDB_POOL,
-    metadata={"dagster/column_schema": dg.TableSchema(columns=_COLUMNS)},
+    metadata=column_schema(*_COLUMNS),
 )
 def demand_forecast_esios(
     context: dg.AssetExecutionContext,
@@ -140,7 +131,7 @@ def demand_forecast_esios(
     kinds={"python", "csv"},
     deps=[esios_demand_forecast],
     pool=DUCKDB_POOL,
-    metadata={"dagster/column_schema": dg.TableSchema(columns=_COLUMNS)},
+    metadata=column_schema(*_COLUMNS),
 )
 def esios_demand_forecast_csv(warehouse: DuckDBResource) -> dg.MaterializeResult:
     """Every materialized month as one CSV ($DATA_DIR/esios/demand_forecast_esios.csv), exactly

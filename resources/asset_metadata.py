@@ -1,4 +1,5 @@
-"""Metadata helpers shared by the asset modules."""
+"""Asset-metadata helpers: the one way assets declare their columns (`(name, type, description)`
+triples -> `dagster/column_schema`)."""
 
 import dagster as dg
 

@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 
 from resources import clock
+from resources.asset_metadata import column_schema
 from resources.http import ApiAuthError
 from resources.object_store import ObjectStore
 from resources.warehouse import DUCKDB_POOL
@@ -28,45 +29,33 @@ OFFICE_LOCATION_ID = "office"
 RAW_PAYLOAD_PREFIX = "raw/openweathermap/onecall"
 
 _COORD_COLUMNS = [
-    dg.TableColumn("location_id", "VARCHAR", description="Registry id (locations.csv)."),
-    dg.TableColumn("lat", "DOUBLE", description="Latitude, WGS84 degrees."),
-    dg.TableColumn("lon", "DOUBLE", description="Longitude, WGS84 degrees."),
+    ("location_id", "VARCHAR", "Registry id (locations.csv)."),
+    ("lat", "DOUBLE", "Latitude, WGS84 degrees."),
+    ("lon", "DOUBLE", "Longitude, WGS84 degrees."),
 ]
 
-FORECAST_COLUMNS = dg.TableSchema(
-    columns=[
-        *_COORD_COLUMNS,
-        dg.TableColumn(
-            "fetched_minute", "TIMESTAMP", description="UTC minute of the call (the partition)."
-        ),
-        dg.TableColumn(
-            "forecast_at",
-            "TIMESTAMP",
-            description="UTC minute forecast; null when the API had no nowcast for the coordinate.",
-        ),
-        dg.TableColumn(
-            "precipitation_mm_per_h",
-            "DOUBLE",
-            description="One Call 3.0 minutely.precipitation: a rate in mm/h.",
-        ),
-    ]
-)
+_FORECAST_COLUMNS = [
+    *_COORD_COLUMNS,
+    ("fetched_minute", "TIMESTAMP", "UTC minute of the call (the partition)."),
+    (
+        "forecast_at",
+        "TIMESTAMP",
+        "UTC minute forecast; null when the API had no nowcast for the coordinate.",
+    ),
+    ("precipitation_mm_per_h", "DOUBLE", "One Call 3.0 minutely.precipitation: a rate in mm/h."),
+]
 
-NEXT_HOUR_COLUMNS = dg.TableSchema(
-    columns=[
-        *_COORD_COLUMNS,
-        dg.TableColumn("window_start", "TIMESTAMP", description="UTC partition minute, inclusive."),
-        dg.TableColumn("window_end", "TIMESTAMP", description="window_start + 60 min, exclusive."),
-        dg.TableColumn(
-            "next_hour_precipitation_mm",
-            "DOUBLE",
-            description="Sum of rate/60 over the covered minutes, in mm; null with no nowcast.",
-        ),
-        dg.TableColumn(
-            "minutes_covered", "BIGINT", description="Forecast minutes inside the window (0-60)."
-        ),
-    ]
-)
+_NEXT_HOUR_COLUMNS = [
+    *_COORD_COLUMNS,
+    ("window_start", "TIMESTAMP", "UTC partition minute, inclusive."),
+    ("window_end", "TIMESTAMP", "window_start + 60 min, exclusive."),
+    (
+        "next_hour_precipitation_mm",
+        "DOUBLE",
+        "Sum of rate/60 over the covered minutes, in mm; null with no nowcast.",
+    ),
+    ("minutes_covered", "BIGINT", "Forecast minutes inside the window (0-60)."),
+]
 
 
 class RainFetchConfig(dg.Config):
@@ -99,7 +88,7 @@ def _archive(store: ObjectStore, minute: datetime, results: list[NowcastResult])
     metadata={
         "schema": "weather",
         "partition_expr": "fetched_minute",
-        "dagster/column_schema": FORECAST_COLUMNS,
+        **column_schema(*_FORECAST_COLUMNS),
     },
 )
 def rain_forecasts(
@@ -177,7 +166,7 @@ def rain_forecasts(
     metadata={
         "schema": "weather",
         "partition_expr": "window_start",
-        "dagster/column_schema": NEXT_HOUR_COLUMNS,
+        **column_schema(*_NEXT_HOUR_COLUMNS),
     },
 )
 def rolling_precipitation_sum(

@@ -14,6 +14,7 @@ import dagster as dg
 import polars as pl
 
 from resources import clock
+from resources.asset_metadata import column_schema
 from resources.object_store import ObjectStore
 from resources.warehouse import DUCKDB_POOL
 from weather_assets.locations import CoordinateRegistry
@@ -27,10 +28,6 @@ OFFICE = "office"
 HOUR = timedelta(hours=1)
 
 
-def _columns(*columns: tuple[str, str, str]) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(n, t, description=d) for n, t, d in columns])
-
-
 class TemperatureModelConfig(dg.Config):
     train_days: int = 5
     """Days of hourly history the model is fitted on (the free API's history is ~5 days)."""
@@ -42,7 +39,7 @@ class TemperatureModelConfig(dg.Config):
     deps=[weather_observations_hourly],
     io_manager_key="object_io_manager",
     metadata={
-        "dagster/column_schema": _columns(
+        **column_schema(
             ("timestamp", "TIMESTAMP", "Hour start (UTC) of each training row."),
             ("temperature_c", "DOUBLE", "Office hourly mean temperature, °C."),
         )
@@ -119,7 +116,7 @@ def _office_hourly(store: ObjectStore) -> pl.DataFrame:
     metadata={
         "schema": "weather",
         "partition_expr": "timestamp",
-        "dagster/column_schema": _columns(
+        **column_schema(
             ("timestamp", "TIMESTAMP", "Hour start (UTC)."),
             ("temperature_c", "DOUBLE", "Mean of the hour's clean readings, °C."),
             ("readings", "BIGINT", "Clean readings averaged."),
@@ -186,7 +183,7 @@ def temperature_actuals(
         "schema": "weather",
         # The partition is the last observed hour; the row's target is the hour after it.
         "partition_expr": "target_hour - INTERVAL 1 HOUR",
-        "dagster/column_schema": _columns(
+        **column_schema(
             (
                 "made_at",
                 "TIMESTAMP",
@@ -314,7 +311,7 @@ def rolling_accuracy(
     metadata={
         "schema": "weather",
         "partition_expr": "target_hour",
-        "dagster/column_schema": _columns(
+        **column_schema(
             ("target_hour", "TIMESTAMP", "The scored hour (UTC)."),
             ("predicted_c", "DOUBLE", "What was predicted an hour earlier, °C."),
             ("actual_c", "DOUBLE", "The observed hourly mean, °C."),
