@@ -1,4 +1,4 @@
-"""The market domain's ``dg.Definitions``: its assets, checks and jobs (resources come from the root
+"""The stock market domain's ``dg.Definitions``: its assets, checks and jobs (resources come from the root
 ``definitions.py``; sensors from ``sensors/``)."""
 
 import dagster as dg

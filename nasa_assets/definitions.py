@@ -1,4 +1,4 @@
-"""The nasa domain's ``dg.Definitions``: its assets, checks and jobs (resources come from the root
+"""The NASA Image Library domain's ``dg.Definitions``: its assets, checks and jobs (resources come from the root
 ``definitions.py``; sensors from ``sensors/``)."""
 
 import dagster as dg
