@@ -1,5 +1,6 @@
-"""The ESIOS domain's ``dg.Definitions``: its assets, checks (resources come from the root
-``definitions.py``; sensors from ``sensors/``)."""
+"""The ESIOS domain's ``dg.Definitions``: its assets and checks (resources come from the root
+``definitions.py``; it has no job or sensor: its months are backfilled from the UI or the CLI).
+"""
 
 import dagster as dg
 

@@ -1,5 +1,5 @@
-"""The stock market domain's ``dg.Definitions``: its assets, checks and jobs (resources come from the root
-``definitions.py``; sensors from ``sensors/``)."""
+"""The stock market domain's ``dg.Definitions``: its assets, checks and job (resources come
+from the root ``definitions.py``; its bootstrap sensor from ``sensors/market.py``)."""
 
 import dagster as dg
 

@@ -1,5 +1,5 @@
-"""The NASA Image Library domain's ``dg.Definitions``: its assets, checks and jobs (resources come from the root
-``definitions.py``; sensors from ``sensors/``)."""
+"""The NASA Image Library domain's ``dg.Definitions``: its assets, checks and job (resources
+come from the root ``definitions.py``; its sensor from ``sensors/nasa.py``)."""
 
 import dagster as dg
 
