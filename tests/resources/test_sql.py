@@ -460,7 +460,8 @@ def postgres_db():
     url = os.environ.get("TEST_POSTGRES_URL")
     if not url:
         reason = "TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg2://postgres@127.0.0.1/test)"
-        print(f"SKIP: {reason}")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
         pytest.skip(reason)
     db = SqlDatabase(url=url)
     schema = f"test_sql_{uuid.uuid4().hex[:12]}"
