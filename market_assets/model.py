@@ -355,80 +355,25 @@ def train_volume_model(
     """
     emit = log or (lambda _line: None)
     total = features.height
-    x, y, dates = training_arrays(features)
+    x, y, dates = _usable_arrays(features)
     n = len(y)
-    if n < MIN_ROWS:
-        raise ValueError(
-            f"only {n:,} of {total:,} rows are usable to train the volume model (need at least "
-            f"{MIN_ROWS}): {total - n:,} have null features or volume -- the first "
-            f"{WINDOW_DAYS - 1} trading days of each symbol have no {WINDOW_DAYS}-day window"
-        )
     if reference_train_rows < 1 or eval_rows < 1:
         raise ValueError("reference_train_rows and eval_rows must be positive")
     factories = candidates()
     emit(f"{n:,} usable rows of {total:,} ({total - n:,} dropped for null features/volume)")
 
-    train_r, test_r = random_split(n)
-    train_t, test_t, cutoff = time_split(dates)
-    splits = {"random": (train_r, test_r), "time": (train_t, test_t)}
-    emit(
-        f"time split: {len(train_t):,} train rows dated before {cutoff}, "
-        f"{len(test_t):,} test rows from it"
-    )
-
+    splits, cutoff = _evaluation_splits(dates, emit)
     scores: list[CandidateScore] = []
     for split, (train, test) in splits.items():
-        eval_idx = _subsample(test, eval_rows, seed=RANDOM_STATE)
-        x_test, y_test = x[eval_idx], y[eval_idx]
-        eval_note = (
-            f"scored on a {len(eval_idx):,}-row sample of {len(test):,} test rows"
-            if len(eval_idx) < len(test)
-            else ""
+        scores += _score_candidates_on_split(
+            factories, split, train, test, x, y, reference_train_rows, eval_rows, emit
         )
-        for name, make in factories.items():
-            fit_idx = train
-            notes = [eval_note] if eval_note else []
-            if name == REFERENCE and len(train) > reference_train_rows:
-                fit_idx = _subsample(train, reference_train_rows, seed=RANDOM_STATE)
-                notes.insert(0, f"trained on a {len(fit_idx):,}-row sample of {len(train):,}")
-            emit(f"{split} split: fitting {name} on {len(fit_idx):,} rows")
-            estimator, x_fit, y_fit = make(), x[fit_idx], y[fit_idx]
-            started = time.perf_counter()
-            estimator.fit(x_fit, y_fit)
-            seconds = time.perf_counter() - started
-            del x_fit, y_fit
-            pred = estimator.predict(x_test)
-            score = CandidateScore(
-                name=name,
-                split=split,
-                mae=float(mean_absolute_error(y_test, pred)),
-                mse=float(mean_squared_error(y_test, pred)),
-                r2=float(r2_score(y_test, pred)),
-                train_seconds=seconds,
-                model_bytes=pickled_bytes(estimator),
-                train_rows=len(fit_idx),
-                test_rows=len(eval_idx),
-                note="; ".join(notes),
-            )
-            del estimator, pred
-            scores.append(score)
-            emit(format_score(score))
-
     best, reason = _choose(scores, list(factories))
     emit(f"kept {best}: {reason}")
 
-    estimator = factories[best]()
-    refit_note = f"all {n:,} usable rows"
-    if best == REFERENCE and n > reference_train_rows:
-        sample = _subsample(np.arange(n), reference_train_rows, seed=RANDOM_STATE)
-        x, y = x[sample], y[sample]
-        refit_note = f"a {len(sample):,}-row random sample of the {n:,} usable rows"
-    emit(f"refitting {best} on {refit_note}")
-    started = time.perf_counter()
-    estimator.fit(x, y)
-    refit_seconds = time.perf_counter() - started
-    size = pickled_bytes(estimator)
-    emit(f"refit in {refit_seconds:.1f} s, {size:,} bytes pickled")
+    # Rebinding x, y here (not inside a helper) lets the full arrays go before a sampled refit.
+    x, y, refit_note = _refit_rows(best, x, y, reference_train_rows)
+    estimator, refit_seconds, size = _refit(best, factories[best], x, y, refit_note, emit)
     return TrainingReport(
         scores=scores,
         best=best,
@@ -444,6 +389,136 @@ def train_volume_model(
         reason=reason,
         params={name: _describe(make()) for name, make in factories.items()},
     )
+
+
+def _usable_arrays(features: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``training_arrays`` of the frame; ValueError when fewer than ``MIN_ROWS`` are usable."""
+    total = features.height
+    x, y, dates = training_arrays(features)
+    n = len(y)
+    if n < MIN_ROWS:
+        raise ValueError(
+            f"only {n:,} of {total:,} rows are usable to train the volume model (need at least "
+            f"{MIN_ROWS}): {total - n:,} have null features or volume -- the first "
+            f"{WINDOW_DAYS - 1} trading days of each symbol have no {WINDOW_DAYS}-day window"
+        )
+    return x, y, dates
+
+
+def _evaluation_splits(
+    dates: np.ndarray, emit: Callable[[str], None]
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], datetime.date]:
+    """Train/test positions by split name (``SPLITS`` order) and the time split's cutoff."""
+    train_r, test_r = random_split(len(dates))
+    train_t, test_t, cutoff = time_split(dates)
+    emit(
+        f"time split: {len(train_t):,} train rows dated before {cutoff}, "
+        f"{len(test_t):,} test rows from it"
+    )
+    return {"random": (train_r, test_r), "time": (train_t, test_t)}, cutoff
+
+
+def _score_candidates_on_split(
+    factories: dict[str, Callable[[], Any]],
+    split: str,
+    train: np.ndarray,
+    test: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    reference_train_rows: int,
+    eval_rows: int,
+    emit: Callable[[str], None],
+) -> list[CandidateScore]:
+    """Every candidate fit on ``train`` (the reference on a sample) and scored on the same
+    seeded subsample of ``test``, in ``factories`` order."""
+    eval_idx = _subsample(test, eval_rows, seed=RANDOM_STATE)
+    x_test, y_test = x[eval_idx], y[eval_idx]
+    eval_note = (
+        f"scored on a {len(eval_idx):,}-row sample of {len(test):,} test rows"
+        if len(eval_idx) < len(test)
+        else ""
+    )
+    scores = []
+    for name, make in factories.items():
+        fit_idx = train
+        notes = [eval_note] if eval_note else []
+        if name == REFERENCE and len(train) > reference_train_rows:
+            fit_idx = _subsample(train, reference_train_rows, seed=RANDOM_STATE)
+            notes.insert(0, f"trained on a {len(fit_idx):,}-row sample of {len(train):,}")
+        emit(f"{split} split: fitting {name} on {len(fit_idx):,} rows")
+        score = _fit_and_score(
+            name, make(), split, x, y, fit_idx, x_test, y_test, note="; ".join(notes)
+        )
+        scores.append(score)
+        emit(format_score(score))
+    return scores
+
+
+def _fit_and_score(
+    name: str,
+    estimator: Any,
+    split: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    fit_idx: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    note: str,
+) -> CandidateScore:
+    """Fit a fresh ``estimator`` on the ``fit_idx`` rows, time it, and score it on the test rows.
+
+    The copied training rows are released before predicting, and the estimator when this
+    returns, so a large forest is never held twice.
+    """
+    x_fit, y_fit = x[fit_idx], y[fit_idx]
+    started = time.perf_counter()
+    estimator.fit(x_fit, y_fit)
+    seconds = time.perf_counter() - started
+    del x_fit, y_fit
+    pred = estimator.predict(x_test)
+    return CandidateScore(
+        name=name,
+        split=split,
+        mae=float(mean_absolute_error(y_test, pred)),
+        mse=float(mean_squared_error(y_test, pred)),
+        r2=float(r2_score(y_test, pred)),
+        train_seconds=seconds,
+        model_bytes=pickled_bytes(estimator),
+        train_rows=len(fit_idx),
+        test_rows=len(y_test),
+        note=note,
+    )
+
+
+def _refit_rows(
+    best: str, x: np.ndarray, y: np.ndarray, reference_train_rows: int
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The rows the kept candidate is refit on and how to say so: all usable rows, or for the
+    reference forest a seeded sample of at most ``reference_train_rows``."""
+    n = len(y)
+    if best == REFERENCE and n > reference_train_rows:
+        sample = _subsample(np.arange(n), reference_train_rows, seed=RANDOM_STATE)
+        return x[sample], y[sample], f"a {len(sample):,}-row random sample of the {n:,} usable rows"
+    return x, y, f"all {n:,} usable rows"
+
+
+def _refit(
+    best: str,
+    make: Callable[[], Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    refit_note: str,
+    emit: Callable[[str], None],
+) -> tuple[Any, float, int]:
+    """The kept candidate fit afresh on ``x``/``y``: the estimator, seconds taken, pickled bytes."""
+    estimator = make()
+    emit(f"refitting {best} on {refit_note}")
+    started = time.perf_counter()
+    estimator.fit(x, y)
+    refit_seconds = time.perf_counter() - started
+    size = pickled_bytes(estimator)
+    emit(f"refit in {refit_seconds:.1f} s, {size:,} bytes pickled")
+    return estimator, refit_seconds, size
 
 
 def _choose(scores: list[CandidateScore], names: list[str]) -> tuple[str, str]:
