@@ -14,7 +14,7 @@ from dagster_pyspark import LazyPySparkResource
 
 from market_assets.dataset import StockDataset
 from market_assets.features import add_rolling_features
-from market_assets.ingest import EXPECTED_HEADER, IngestReport, ingest
+from market_assets.ingest import EXPECTED_HEADER, IngestReport, read_prices_and_quarantine
 from market_assets.schema import (
     ADJ_CLOSE_ROLLING_MED,
     DATE,
@@ -122,7 +122,7 @@ def stock_prices(
     started = time.perf_counter()
     root = stock_dataset.root()
     context.log.info(f"reading the stock CSVs under {root}")
-    result = ingest(pyspark.spark_session, root)
+    result = read_prices_and_quarantine(pyspark.spark_session, root)
     try:
         for problem in result.report.header_problems()[:LISTED]:
             context.log.warning(

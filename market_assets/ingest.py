@@ -276,7 +276,8 @@ def header_verdict(headers: int, good_headers: int) -> bool:
 
 @dataclass
 class Ingestion:
-    """The outcome of ``ingest``: the kept rows, the quarantined lines and the report.
+    """The outcome of ``read_prices_and_quarantine``: the kept rows, the quarantined lines and
+    the report.
 
     ``prices`` and ``quarantine`` are lazy DataFrames over a persisted parse; call
     ``release()`` after writing them.
@@ -291,7 +292,7 @@ class Ingestion:
         self._cached.unpersist()
 
 
-def ingest(spark: SparkSession, root: str) -> Ingestion:
+def read_prices_and_quarantine(spark: SparkSession, root: str) -> Ingestion:
     """Read the dataset under ``root`` and split it into good rows and quarantined lines.
 
     The parse is persisted (memory, then disk) because it is used three times: the per-file

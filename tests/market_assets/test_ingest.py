@@ -6,13 +6,18 @@ import datetime as dt
 
 import pytest
 
-from market_assets.ingest import DatasetError, header_verdict, ingest, list_source_files
+from market_assets.ingest import (
+    DatasetError,
+    header_verdict,
+    list_source_files,
+    read_prices_and_quarantine,
+)
 from market_assets.schema import PRICES_COLUMNS
 
 
 @pytest.fixture
 def ingested(spark, kaggle_dir):
-    result = ingest(spark, str(kaggle_dir))
+    result = read_prices_and_quarantine(spark, str(kaggle_dir))
     yield result
     result.release()
 
@@ -78,7 +83,7 @@ def test_bad_values_are_quarantined_not_fatal(spark, kaggle_dir):
         + "20200106,1,2,0.5,1.5,1.4,3\n"  # not YYYY-MM-DD
         + "2020-01-07,0,2,0.5,1.5,1.4,0\n"  # zero open and volume: kept
     )
-    result = ingest(spark, str(kaggle_dir))
+    result = read_prices_and_quarantine(spark, str(kaggle_dir))
     try:
         got = dict(result.report.quarantined_lines)
         kept = result.prices.where("Symbol = 'AAA'").collect()
@@ -95,7 +100,7 @@ def test_a_lower_case_header_makes_the_file_untrusted(spark, kaggle_dir):
     (kaggle_dir / "etfs" / "SPYX.csv").write_text(
         "date,open,high,low,close,adj close,volume\n2020-01-01,1,2,0.5,1.5,1.4,10\n"
     )
-    result = ingest(spark, str(kaggle_dir))
+    result = read_prices_and_quarantine(spark, str(kaggle_dir))
     result.release()
     assert "etfs/SPYX.csv" in result.report.bad_header_files
 
@@ -121,7 +126,7 @@ def test_listing_sees_both_folders_and_sizes(spark, kaggle_dir):
 
 def test_a_folder_without_the_layout_is_a_clear_error(spark, tmp_path):
     with pytest.raises(DatasetError, match=r"symbols_valid_meta\.csv does not exist"):
-        ingest(spark, str(tmp_path))
+        read_prices_and_quarantine(spark, str(tmp_path))
     (tmp_path / "symbols_valid_meta.csv").write_text("Symbol,Security Name\nA,A Inc.\n")
     with pytest.raises(DatasetError, match="no CSV files"):
-        ingest(spark, str(tmp_path))
+        read_prices_and_quarantine(spark, str(tmp_path))
