@@ -9,7 +9,7 @@ real volume: ~8k files, ~25M rows)::
     root/etfs/SYM.csv               Date,Open,High,Low,Close,Adj Close,Volume
     root/stocks/SYM.csv             one row per trading day, ascending
 
-The model, per symbol (all vectorised with numpy; see :func:`_series`):
+The model, per symbol (all vectorised with numpy; see :func:`_price_volume_series`):
 
 * trading days: weekdays minus the main US exchange holidays, from the listing day (most after
   2000, the oldest at ``min_start``; ETFs not before 1993) to ``end`` (a few delisted earlier);
@@ -314,7 +314,10 @@ def _market_returns(days: np.ndarray, seed: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _DatasetPlan:
+    """Every per-symbol choice for the whole dataset (arrays indexed by symbol), drawn once
+    from the spec; the series themselves are drawn per symbol from it."""
+
     spec: StockDatasetSpec
     days: np.ndarray  # the trading calendar, datetime64[D]
     market: np.ndarray
@@ -363,9 +366,10 @@ def _pick(rng: np.random.Generator, candidates: np.ndarray, count: int) -> np.nd
     return rng.choice(pool, min(count, len(pool)), replace=False)
 
 
-def _metadata(
+def _symbol_metadata(
     rng: np.random.Generator, symbols: list[str], share_class: np.ndarray, etf: np.ndarray
 ) -> pl.DataFrame:
+    """The ``symbols_valid_meta.csv`` rows: one per symbol, every column a string."""
     n = len(symbols)
     exchange = np.where(
         etf,
@@ -412,14 +416,15 @@ def _metadata(
     )
 
 
-def _plan(spec: StockDatasetSpec) -> _Plan:
+def _plan_dataset(spec: StockDatasetSpec) -> _DatasetPlan:
+    """Symbols, metadata, listing spans, junk and every per-symbol parameter, from the spec."""
     rng = np.random.default_rng([spec.seed, 0])
     n = spec.symbols
     symbols, share_class_list = _make_symbols(rng, n)
     share_class = np.array(share_class_list)
     etf = np.zeros(n, dtype=bool)
     etf[_pick(rng, ~share_class, round(n * spec.etf_share))] = True
-    meta = _metadata(rng, symbols, share_class, etf)
+    meta = _symbol_metadata(rng, symbols, share_class, etf)
     stock = ~etf
 
     days = trading_days(spec.min_start, spec.end)
@@ -493,7 +498,7 @@ def _plan(spec: StockDatasetSpec) -> _Plan:
         if (junk >= rows).any():
             raise ValueError(f"no files have rows enough for {spec.malformed_rows} malformed rows")
 
-    return _Plan(
+    return _DatasetPlan(
         spec=spec,
         days=days,
         market=_market_returns(days, spec.seed),
@@ -531,7 +536,7 @@ def _quote(prices: np.ndarray, units: np.ndarray) -> np.ndarray:
     return np.maximum(np.rint(prices * units) / units, 1.0 / units)
 
 
-def _series(plan: _Plan, i: int) -> dict[str, np.ndarray]:
+def _price_volume_series(plan: _DatasetPlan, i: int) -> dict[str, np.ndarray]:
     """The clean rows of symbol ``i``: the CSV columns as arrays (Date is datetime64[D])."""
     rng = np.random.default_rng([plan.spec.seed, 1, i])
     lo, hi = int(plan.start[i]), int(plan.stop[i])
@@ -642,7 +647,7 @@ def _junk_line(kind: str, line: str) -> str:
     return ",".join(fields_)
 
 
-def _csv_text(plan: _Plan, i: int, frame: pl.DataFrame) -> str:
+def _csv_text(plan: _DatasetPlan, i: int, frame: pl.DataFrame) -> str:
     """The file's text with ``plan.junk[i]`` data lines replaced by malformed ones."""
     lines = frame.write_csv().split("\n")
     rng = np.random.default_rng([plan.spec.seed, 3, i])
@@ -670,7 +675,7 @@ def write_stock_dataset(root: Path, spec: StockDatasetSpec) -> StockDatasetManif
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise FileExistsError(f"{root} is not empty (ensure_stock_dataset replaces datasets)")
-    plan = _plan(spec)
+    plan = _plan_dataset(spec)
     for folder in FOLDERS:
         (root / folder).mkdir()
     plan.meta.write_csv(root / META_FILE)
@@ -684,7 +689,7 @@ def write_stock_dataset(root: Path, spec: StockDatasetSpec) -> StockDatasetManif
         if plan.empty[i]:
             path.write_bytes(b"")
             continue
-        frame = pl.DataFrame(_series(plan, i))
+        frame = pl.DataFrame(_price_volume_series(plan, i))
         if plan.junk[i]:
             path.write_text(_csv_text(plan, i, frame))
         else:

@@ -294,7 +294,7 @@ def test_small_size_and_speed(small):
 
 
 def test_kaggle_spec_plans_the_real_volume():
-    plan = stock_market._plan(KAGGLE)  # the layout only, no series
+    plan = stock_market._plan_dataset(KAGGLE)  # the layout only, no series
     written = ~plan.missing & ~plan.empty
     rows = int((plan.stop - plan.start)[written].sum() - plan.junk.sum())
     assert KAGGLE.symbols == 8049
