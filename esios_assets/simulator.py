@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
+from dateutil.easter import easter
 
 from resources.simulators.adapter import SimulatorAdapter
 from resources.simulators.faults import FaultPlan
@@ -81,23 +82,9 @@ def _unit(seed: int, *parts: object) -> float:
     return int.from_bytes(digest, "big") / 2**63 - 1.0
 
 
-def _easter(year: int) -> date:
-    """Gregorian Easter Sunday (anonymous Gregorian algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    weekday_shift = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * weekday_shift) // 451
-    month, day = divmod(h + weekday_shift - 7 * m + 114, 31)
-    return date(year, month, day + 1)
-
-
 @lru_cache(maxsize=64)
 def _good_friday(year: int) -> date:
-    return _easter(year) - timedelta(days=2)
+    return easter(year) - timedelta(days=2)
 
 
 def _is_holiday(day: date) -> bool:

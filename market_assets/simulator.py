@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from dateutil.easter import easter
 
 from market_assets.schema import CSV_HEADER, FOLDERS, META_COLUMNS, META_FILE
 
@@ -219,7 +220,7 @@ def _holidays(first_year: int, last_year: int) -> np.ndarray:
             np.busday_offset(f"{y}-05-31", 0, roll="backward", weekmask="Mon"),  # Memorial Day
             np.busday_offset(f"{y}-09-01", 0, roll="forward", weekmask="Mon"),  # Labor Day
             np.busday_offset(f"{y}-11-01", 3, roll="forward", weekmask="Thu"),  # Thanksgiving
-            np.datetime64(_easter(y) - timedelta(days=2)),  # Good Friday
+            np.datetime64(easter(y) - timedelta(days=2)),  # Good Friday
         ]
         if y >= 1971:  # Presidents' Day
             days.append(np.busday_offset(f"{y}-02-01", 2, roll="forward", weekmask="Mon"))
@@ -228,19 +229,6 @@ def _holidays(first_year: int, last_year: int) -> np.ndarray:
     closures = ["2001-09-11", "2001-09-12", "2001-09-13", "2001-09-14", "2012-10-29", "2012-10-30"]
     days += [np.datetime64(d) for d in closures]
     return np.array(days, dtype="datetime64[D]")
-
-
-def _easter(year: int) -> date:
-    """Gregorian Easter Sunday (anonymous Gregorian algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    l_ = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * l_) // 451
-    month, day = divmod(h + l_ - 7 * m + 114, 31)
-    return date(year, month, day + 1)
 
 
 def trading_days(start: date, end: date) -> np.ndarray:

@@ -12,6 +12,7 @@ import requests
 from esios_assets.simulator import (
     MADRID,
     EsiosSimulator,
+    _is_holiday,
     demand_mw,
     indicator_460_payload,
 )
@@ -136,6 +137,16 @@ def test_weekends_are_lower_than_weekdays():
         (weekend if local.weekday() >= 5 else weekday).append(v["value"])
     drop = 1 - statistics.mean(weekend) / statistics.mean(weekday)
     assert 0.07 <= drop <= 0.16
+
+
+@pytest.mark.parametrize(
+    "good_friday", [date(2000, 4, 21), date(2017, 4, 14), date(2018, 3, 30), date(2019, 4, 19)]
+)
+def test_good_friday_is_a_national_holiday_but_not_the_days_around_it(good_friday):
+    assert _is_holiday(good_friday)
+    # Maundy Thursday and Easter Monday are regional holidays only; the simulator is national.
+    assert not _is_holiday(good_friday - timedelta(days=1))
+    assert not _is_holiday(good_friday + timedelta(days=3))
 
 
 def test_winter_and_summer_are_higher_than_spring_and_autumn():

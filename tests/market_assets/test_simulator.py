@@ -179,6 +179,18 @@ def test_trading_days_and_series_span(clean):
     assert np.datetime64("2001-09-11") not in trading_days(date(2001, 9, 1), date(2001, 9, 30))
 
 
+@pytest.mark.parametrize(
+    "good_friday", ["1987-04-17", "2000-04-21", "2017-04-14", "2018-03-30", "2019-04-19"]
+)
+def test_good_friday_is_closed_and_easter_monday_open(good_friday):
+    friday = np.datetime64(good_friday)
+    year = int(good_friday[:4])
+    days = trading_days(date(year, 1, 1), date(year, 12, 31))
+    assert friday not in days
+    assert friday - 1 in days  # Thursday before
+    assert friday + 3 in days  # Easter Monday: the NYSE trades
+
+
 def test_prices_are_consistent_and_varied(clean):
     every = pl.concat(clean.values())
     assert (every.select(PRICES).min_horizontal() > 0).all()
