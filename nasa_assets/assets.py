@@ -9,6 +9,7 @@ fans the downloads out over Spark tasks into ``{S3_PREFIX}/nasa/{query}/images/`
 import json
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
@@ -196,6 +197,148 @@ def _failure_table(failures: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _check_images_config(config: NasaImagesConfig) -> None:
+    if config.rendition not in RENDITIONS:
+        raise dg.Failure(
+            f"rendition must be one of {', '.join(RENDITIONS)}, got {config.rendition!r}"
+        )
+    if not 0.0 <= config.max_failure_share <= 1.0:
+        raise dg.Failure(f"max_failure_share must be in [0, 1], got {config.max_failure_share}")
+    if config.tasks < 0:
+        raise dg.Failure(f"tasks must be >= 0 (0: Spark's parallelism), got {config.tasks}")
+
+
+@dataclass(frozen=True)
+class _DownloadPlan:
+    """The query's search rows split into those already stored and those to download."""
+
+    items: int  # search rows of the query
+    to_download: list[dict]  # search rows whose image or metadata JSON is not stored yet
+    skipped: int  # search rows already stored
+
+
+def _plan_downloads(
+    context: dg.AssetExecutionContext, query: str, search: pl.DataFrame, store: ObjectStore
+) -> _DownloadPlan:
+    rows = search.to_dicts()
+    done = completed_ids(store, query)
+    todo = [row for row in rows if safe_key_component(row["nasa_id"]) not in done]
+    skipped = len(rows) - len(todo)
+    context.log.info(
+        f"{query!r}: {len(rows)} items, {skipped} already stored, {len(todo)} to download"
+    )
+    return _DownloadPlan(items=len(rows), to_download=todo, skipped=skipped)
+
+
+def _download_on_spark(
+    context: dg.AssetExecutionContext,
+    config: NasaImagesConfig,
+    query: str,
+    todo: list[dict],
+    pyspark: LazyPySparkResource,
+    nasa_library: NasaImagesResource,
+    store: ObjectStore,
+) -> tuple[list[dict], int]:
+    """One outcome per item of ``todo`` and the Spark tasks they were spread over, logging
+    tasks as they finish; nothing to do starts no Spark session (0 tasks)."""
+    if not todo:
+        return [], 0
+    sc = pyspark.spark_session.sparkContext
+    tasks = min(config.tasks or sc.defaultParallelism, len(todo))
+    job = DownloadJob(
+        client=nasa_library.spec().share(tasks),
+        store=_store_spec(store),
+        query=query,
+        rendition=config.rendition,
+    )
+    rdd = sc.parallelize(todo, tasks).mapPartitionsWithIndex(
+        lambda index, part: download_partition(job, index, part)
+    )
+    outcomes = collect_with_progress(
+        rdd,
+        lambda done_tasks, total: context.log.info(
+            f"{query!r}: {done_tasks}/{total} Spark tasks done"
+        ),
+        description=f"nasa_images {query}",
+    )
+    return outcomes, tasks
+
+
+def _summarize_outcomes(
+    context: dg.AssetExecutionContext, query: str, outcomes: list[dict]
+) -> dict:
+    """``summarize(outcomes)``, with one log line per Spark partition."""
+    summary = summarize(outcomes)
+    for index, part in summary["partitions"].items():
+        context.log.info(
+            f"{query!r} Spark partition {index}: {part[DOWNLOADED]} downloaded, "
+            f"{part[FAILED]} failed, {part['bytes'] / 1e6:.1f} MB, {part['seconds']:.1f} s"
+        )
+    return summary
+
+
+def _write_failures(store: ObjectStore, folder: str, outcomes: list[dict]) -> list[dict]:
+    """The failed outcomes, also written (id and error; ``[]`` when none) to failures.json."""
+    failures = [o for o in outcomes if o["status"] == FAILED]
+    store.put_bytes(
+        f"{folder}/failures.json",
+        json.dumps(
+            [{"nasa_id": o["nasa_id"], "error": o["error"]} for o in failures], indent=1
+        ).encode(),
+        "application/json",
+    )
+    return failures
+
+
+def _images_metadata(
+    *,
+    source: str,
+    query: str,
+    location: str,
+    plan: _DownloadPlan,
+    outcomes: list[dict],
+    summary: dict,
+    failures: list[dict],
+    tasks: int,
+    seconds: float,
+) -> dict:
+    renditions = Counter(o["rendition"] for o in outcomes if o["status"] == DOWNLOADED)
+    metadata = {
+        "source": source,
+        "query": query,
+        "location": location,
+        "items": plan.items,
+        "downloaded": summary[DOWNLOADED],
+        "skipped": plan.skipped,
+        "failed": summary[FAILED],
+        "bytes": summary["bytes"],
+        "spark_tasks": tasks,
+        "seconds": round(seconds, 2),
+        "images_per_second": round(summary[DOWNLOADED] / seconds, 1) if seconds else 0.0,
+        "renditions": dict(renditions),
+        "dagster/row_count": plan.items - summary[FAILED],
+    }
+    if failures:
+        metadata["failures"] = dg.MetadataValue.md(_failure_table(failures))
+    return metadata
+
+
+def _fail_above_failure_share(
+    config: NasaImagesConfig, plan: _DownloadPlan, summary: dict, metadata: dict
+) -> None:
+    """``dg.Failure`` (with the metadata) when more than ``max_failure_share`` of the
+    attempted downloads failed."""
+    attempted = len(plan.to_download)
+    share = summary[FAILED] / attempted if attempted else 0.0
+    if share > config.max_failure_share:
+        raise dg.Failure(
+            description=f"{summary[FAILED]} of {attempted} downloads failed ({share:.0%}), more "
+            f"than max_failure_share {config.max_failure_share:.0%}; the "
+            f"{summary[DOWNLOADED]} stored are kept and a re-run retries only the rest",
+            metadata=metadata,
+        )
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"pyspark", "s3"},
@@ -219,91 +362,33 @@ def nasa_images(
     downloads what is missing; per-item failures are listed and fail the run only above
     ``max_failure_share``."""
     query = _query(context)
-    if config.rendition not in RENDITIONS:
-        raise dg.Failure(
-            f"rendition must be one of {', '.join(RENDITIONS)}, got {config.rendition!r}"
-        )
-    if not 0.0 <= config.max_failure_share <= 1.0:
-        raise dg.Failure(f"max_failure_share must be in [0, 1], got {config.max_failure_share}")
-    if config.tasks < 0:
-        raise dg.Failure(f"tasks must be >= 0 (0: Spark's parallelism), got {config.tasks}")
+    _check_images_config(config)
     started = time.perf_counter()
     folder = object_store.key(query_folder(query))
-    rows = nasa_image_search.to_dicts()
-    done = completed_ids(object_store, query)
-    todo = [row for row in rows if safe_key_component(row["nasa_id"]) not in done]
-    skipped = len(rows) - len(todo)
-    context.log.info(
-        f"{query!r}: {len(rows)} items, {skipped} already stored, {len(todo)} to download"
+    plan = _plan_downloads(context, query, nasa_image_search, object_store)
+    outcomes, tasks = _download_on_spark(
+        context, config, query, plan.to_download, pyspark, nasa_library, object_store
     )
-
-    outcomes: list[dict] = []
-    tasks = 0
-    if todo:
-        sc = pyspark.spark_session.sparkContext
-        tasks = min(config.tasks or sc.defaultParallelism, len(todo))
-        job = DownloadJob(
-            client=nasa_library.spec().share(tasks),
-            store=_store_spec(object_store),
-            query=query,
-            rendition=config.rendition,
-        )
-        rdd = sc.parallelize(todo, tasks).mapPartitionsWithIndex(
-            lambda index, part: download_partition(job, index, part)
-        )
-        outcomes = collect_with_progress(
-            rdd,
-            lambda done_tasks, total: context.log.info(
-                f"{query!r}: {done_tasks}/{total} Spark tasks done"
-            ),
-            description=f"nasa_images {query}",
-        )
-    summary = summarize(outcomes)
-    for index, part in summary["partitions"].items():
-        context.log.info(
-            f"{query!r} Spark partition {index}: {part[DOWNLOADED]} downloaded, "
-            f"{part[FAILED]} failed, {part['bytes'] / 1e6:.1f} MB, {part['seconds']:.1f} s"
-        )
-    failures = [o for o in outcomes if o["status"] == FAILED]
-    object_store.put_bytes(
-        f"{folder}/failures.json",
-        json.dumps(
-            [{"nasa_id": o["nasa_id"], "error": o["error"]} for o in failures], indent=1
-        ).encode(),
-        "application/json",
-    )
+    summary = _summarize_outcomes(context, query, outcomes)
+    failures = _write_failures(object_store, folder, outcomes)
     seconds = time.perf_counter() - started
-    renditions = Counter(o["rendition"] for o in outcomes if o["status"] == DOWNLOADED)
-    result_metadata = {
-        "source": nasa_library.source.mode,
-        "query": query,
-        "location": object_store.uri(folder),
-        "items": len(rows),
-        "downloaded": summary[DOWNLOADED],
-        "skipped": skipped,
-        "failed": summary[FAILED],
-        "bytes": summary["bytes"],
-        "spark_tasks": tasks,
-        "seconds": round(seconds, 2),
-        "images_per_second": round(summary[DOWNLOADED] / seconds, 1) if seconds else 0.0,
-        "renditions": dict(renditions),
-        "dagster/row_count": len(rows) - summary[FAILED],
-    }
-    if failures:
-        result_metadata["failures"] = dg.MetadataValue.md(_failure_table(failures))
+    metadata = _images_metadata(
+        source=nasa_library.source.mode,
+        query=query,
+        location=object_store.uri(folder),
+        plan=plan,
+        outcomes=outcomes,
+        summary=summary,
+        failures=failures,
+        tasks=tasks,
+        seconds=seconds,
+    )
     context.log.info(
         f"{query!r}: {summary[DOWNLOADED]} downloaded ({summary['bytes'] / 1e6:.1f} MB), "
-        f"{skipped} skipped, {summary[FAILED]} failed in {seconds:.1f} s"
+        f"{plan.skipped} skipped, {summary[FAILED]} failed in {seconds:.1f} s"
     )
-    share = summary[FAILED] / len(todo) if todo else 0.0
-    if share > config.max_failure_share:
-        raise dg.Failure(
-            description=f"{summary[FAILED]} of {len(todo)} downloads failed ({share:.0%}), more "
-            f"than max_failure_share {config.max_failure_share:.0%}; the "
-            f"{summary[DOWNLOADED]} stored are kept and a re-run retries only the rest",
-            metadata=result_metadata,
-        )
-    return dg.MaterializeResult(metadata=result_metadata)
+    _fail_above_failure_share(config, plan, summary, metadata)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 NASA_ASSETS = [nasa_image_search, nasa_images]
