@@ -76,7 +76,7 @@ _FIXED_HOLIDAYS = frozenset(
 )
 
 
-def _unit(seed: int, *parts: object) -> float:
+def _hashed_noise(seed: int, *parts: object) -> float:
     """A deterministic pseudo-random number in [-1, 1) from (seed, parts)."""
     digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**63 - 1.0
@@ -117,9 +117,8 @@ def demand_mw(instant: datetime, seed: int = 0) -> float:
         cut = 0.0
     daytype = 1.0 - cut * min(1.0, max(0.0, (shape - 0.62) / 0.38))
     utc_hour = int(instant.timestamp() // 3600)
-    noise = _DAY_NOISE * _unit(seed, "day", day.toordinal()) + _HOUR_NOISE * _unit(
-        seed, "hour", utc_hour
-    )
+    day_noise = _DAY_NOISE * _hashed_noise(seed, "day", day.toordinal())
+    noise = day_noise + _HOUR_NOISE * _hashed_noise(seed, "hour", utc_hour)
     return float(round((BASE_MW + seasonal) * shape * daytype * (1.0 + noise)))
 
 
@@ -151,7 +150,7 @@ def indicator_460_payload(start: datetime, end: datetime, *, seed: int = 0) -> d
     # Published the evening before the last forecast day (local time), at a seeded minute.
     last = (hour - timedelta(hours=1)) if values else start_utc
     last_day = last.astimezone(MADRID).date() - timedelta(days=1)
-    minute = int((_unit(seed, "updated", last_day.toordinal()) + 1) * 1800)  # 0..3599 s
+    minute = int((_hashed_noise(seed, "updated", last_day.toordinal()) + 1) * 1800)  # 0..3599 s
     updated = datetime(last_day.year, last_day.month, last_day.day, 18, tzinfo=MADRID)
     updated += timedelta(seconds=minute)
     return {

@@ -35,11 +35,11 @@ def add_rolling_features(prices: Any) -> Any:
     """``prices`` plus ``vol_moving_avg`` and ``adj_close_rolling_med``; a polars DataFrame or
     LazyFrame gives the same type back, and so does a Spark DataFrame."""
     if isinstance(prices, pl.DataFrame | pl.LazyFrame):
-        return _polars(prices)
-    return _spark(prices)
+        return _rolling_features_polars(prices)
+    return _rolling_features_spark(prices)
 
 
-def _polars(prices: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+def _rolling_features_polars(prices: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     return prices.sort(SYMBOL, DATE).with_columns(
         pl.col(VOLUME)
         .cast(pl.Float64)
@@ -53,7 +53,7 @@ def _polars(prices: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     )
 
 
-def _spark(prices):
+def _rolling_features_spark(prices):
     # Imported here so the polars path (and the web service) never loads PySpark.
     from pyspark.sql import Window
     from pyspark.sql import functions as F

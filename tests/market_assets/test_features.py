@@ -12,7 +12,7 @@ from market_assets.features import add_rolling_features
 from market_assets.schema import ADJ_CLOSE, DATE, SYMBOL, VOLUME
 
 
-def _series(symbol: str, volumes: list[int], adj: list[float]) -> pl.DataFrame:
+def _one_symbol_prices(symbol: str, volumes: list[int], adj: list[float]) -> pl.DataFrame:
     start = dt.date(2020, 1, 1)
     return pl.DataFrame(
         {
@@ -29,7 +29,7 @@ def test_hand_checked_window():
     # Volumes 1..31, Adj Close 31 values with an outlier: windows are rows 0-29 and 1-30.
     volumes = list(range(1, 32))
     adj = [float(v) for v in range(1, 31)] + [1000.0]
-    out = add_rolling_features(_series("X", volumes, adj))
+    out = add_rolling_features(_one_symbol_prices("X", volumes, adj))
     assert out["vol_moving_avg"][:29].is_null().all()
     assert out["adj_close_rolling_med"][:29].is_null().all()
     assert out["vol_moving_avg"][29] == pytest.approx(15.5)  # mean of 1..30
@@ -39,8 +39,8 @@ def test_hand_checked_window():
 
 
 def test_series_do_not_leak_into_each_other_and_input_order_does_not_matter():
-    a = _series("A", [10] * 30, [1.0] * 30)
-    b = _series("B", [1_000_000] * 30, [500.0] * 30)
+    a = _one_symbol_prices("A", [10] * 30, [1.0] * 30)
+    b = _one_symbol_prices("B", [1_000_000] * 30, [500.0] * 30)
     out = add_rolling_features(pl.concat([b, a]).sample(fraction=1.0, shuffle=True, seed=1))
     last = out.filter(pl.col(DATE) == dt.date(2020, 1, 30)).sort(SYMBOL)
     assert last["vol_moving_avg"].to_list() == [10.0, 1_000_000.0]
@@ -54,7 +54,7 @@ def _random_prices(symbols: int = 6, days: int = 120, seed: int = 7) -> pl.DataF
         n = int(rng.integers(10, days))  # some series shorter than a window
         volumes = rng.lognormal(10 + s, 1.5, n).astype(np.int64).tolist()
         adj = np.exp(np.cumsum(rng.normal(0, 0.03, n)) + s).tolist()
-        frames.append(_series(f"S{s}", volumes, adj))
+        frames.append(_one_symbol_prices(f"S{s}", volumes, adj))
     return pl.concat(frames)
 
 
