@@ -4,7 +4,8 @@ The Dagster UI reloads definitions often and a local session costs ~6 s to start
 resource (``dagster_pyspark.LazyPySparkResource``) builds nothing until an asset reads
 ``.spark_session``.
 
-Configuration (environment, read when the resource is built, i.e. at definitions load):
+Configuration (``resources.settings``: the environment and ``.env``, read when the resource is
+built, i.e. at definitions load):
 
 - ``SPARK_MASTER``: ``local[*]`` by default; ``spark://host:7077``, ``yarn`` or ``k8s://...``
   run the same code on a cluster.
@@ -38,9 +39,9 @@ from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
 
-from resources.settings import Settings, load_settings
+from resources.settings import DEFAULT_SPARK_MASTER, Settings, load_settings
 
-DEFAULT_MASTER = "local[*]"
+DEFAULT_MASTER = DEFAULT_SPARK_MASTER
 # Dagster pool of every PySpark asset: one Spark job at a time on a laptop (dagster.yaml limit).
 SPARK_POOL = "spark"
 APP_NAME = "weather-data-platform"
@@ -154,16 +155,17 @@ def s3a_config(endpoint_url: str | None) -> dict[str, str]:
 def spark_config_from_env(
     extra: Mapping[str, str] | None = None, settings: Settings | None = None
 ) -> dict[str, str]:
-    """``spark_config`` from ``SPARK_MASTER``, ``SPARK_DRIVER_MEMORY``, ``SPARK_JARS_PACKAGES``,
-    ``DATA_DIR``, ``S3_BUCKET`` and ``S3_ENDPOINT_URL``; ``extra`` wins over all of them."""
+    """``spark_config`` from the settings ``SPARK_MASTER``, ``SPARK_DRIVER_MEMORY``,
+    ``SPARK_JARS_PACKAGES``, ``DATA_DIR``, ``S3_BUCKET`` and ``S3_ENDPOINT_URL`` (``settings``, or
+    ``load_settings()`` now); ``extra`` wins over all of them."""
     settings = settings or load_settings()
     return spark_config(
-        os.environ.get("SPARK_MASTER") or DEFAULT_MASTER,
+        settings.spark_master,
         data_dir=settings.data_dir,
-        driver_memory=os.environ.get("SPARK_DRIVER_MEMORY") or None,
+        driver_memory=settings.spark_driver_memory,
         s3_bucket=settings.s3_bucket,
         s3_endpoint_url=settings.s3_endpoint_url,
-        jars_packages=os.environ.get("SPARK_JARS_PACKAGES") or None,
+        jars_packages=settings.spark_jars_packages,
         extra=extra,
     )
 

@@ -1,9 +1,16 @@
 """The ASGI app (``uvicorn serving.app:app``): routers plus the per-worker model holder.
 
-Configuration comes from the environment when a worker starts (not at import), so one image
-serves any deployment: the object store and warehouse variables of ``resources.settings``,
-``MODEL_RELOAD_SECONDS`` and ``DASHBOARD_REFRESH_SECONDS``. New pages and JSON routes go in their own modules as routers,
-included in ``create_app``.
+Configuration is read when a worker starts (not at import), so one image serves any deployment:
+``resources.settings`` (the object store and warehouse variables, ``MODEL_RELOAD_SECONDS``,
+``DASHBOARD_REFRESH_SECONDS``), from the environment and ``.env``. A bad variable stops the
+worker before it serves anything, with every problem in the log. New pages and JSON routes go
+in their own modules as routers, included in ``create_app``.
+
+``.env`` is loaded the way Dagster loads it (``resources.settings.dotenv_environ``): into
+``os.environ``, a variable of the file replacing an exported one, so that the dashboard, boto3
+(``AWS_*``) and Dagster see the same values. Not uvicorn's ``--env-file``: that calls
+python-dotenv's ``load_dotenv()`` without ``override``, so an exported variable would win in
+the web service and lose in Dagster, and it would cover only the commands that pass the flag.
 """
 
 from __future__ import annotations
@@ -20,17 +27,32 @@ from fastapi.responses import JSONResponse
 
 from market_assets.model_store import pointer_key
 from resources.object_store import object_store_from
-from resources.settings import load_settings
+from resources.settings import Settings, SettingsError, dotenv_environ, load_settings
 from serving import dashboard, predict_api
-from serving.model_holder import ModelHolder, log, reload_seconds_from_env
-from serving.warehouse_snapshot import SnapshotHolder, refresh_seconds_from_env
+from serving.model_holder import ModelHolder, log
+from serving.warehouse_snapshot import SnapshotHolder
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings = load_settings()
+    with dotenv_environ() as loaded:
+        if loaded:
+            # Names only: the file holds secrets.
+            log.info("loaded from .env (as Dagster does): %s", ", ".join(sorted(loaded)))
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            log.error("refusing to start, %s", exc)
+            raise
+        async with _serving(app, settings):
+            yield
+
+
+@asynccontextmanager
+async def _serving(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     store = object_store_from(settings)
-    holder = ModelHolder(store, reload_seconds=reload_seconds_from_env())
+    holder = ModelHolder(store, reload_seconds=settings.model_reload_seconds)
+    app.state.settings = settings
     app.state.model_holder = holder
     log.info(
         "following the volume model pointer %s (checked every %g s)",
@@ -43,7 +65,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     snapshots = SnapshotHolder(
         settings.warehouse_path,
         settings.locations_file,
-        refresh_seconds=refresh_seconds_from_env(),
+        refresh_seconds=settings.dashboard_refresh_seconds,
     )
     app.state.snapshots = snapshots
     await asyncio.to_thread(snapshots.start)

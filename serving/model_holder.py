@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,28 +19,20 @@ from datetime import UTC, datetime
 
 from market_assets.model_store import load_model, read_pointer
 from resources.object_store import ObjectStore
-from resources.settings import SettingsError
+from resources.settings import DEFAULT_MODEL_RELOAD_SECONDS, load_settings
 from serving.predictor import Predictor, make_predictor
 
 # A child of uvicorn's logger, so these lines show up in the server's log.
 log = logging.getLogger("uvicorn.error.serving")
 
-DEFAULT_RELOAD_SECONDS = 5.0
+DEFAULT_RELOAD_SECONDS = DEFAULT_MODEL_RELOAD_SECONDS
 RETRY_FAILED_SECONDS = 60.0
 
 
 def reload_seconds_from_env() -> float:
-    """MODEL_RELOAD_SECONDS: how often a worker checks for a new version (default 5, >= 0)."""
-    raw = os.environ.get("MODEL_RELOAD_SECONDS", "").strip()
-    if not raw:
-        return DEFAULT_RELOAD_SECONDS
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise SettingsError(f"MODEL_RELOAD_SECONDS must be a number, got {raw!r}") from None
-    if not seconds >= 0 or seconds == float("inf"):
-        raise SettingsError(f"MODEL_RELOAD_SECONDS must be a finite number >= 0, got {raw!r}")
-    return seconds
+    """MODEL_RELOAD_SECONDS: how often a worker checks for a new version (default 5, >= 0);
+    ``Settings.model_reload_seconds``, read now (raises ``SettingsError`` like any setting)."""
+    return load_settings().model_reload_seconds
 
 
 def _utc_now() -> str:

@@ -11,7 +11,6 @@ snapshot stays and the error is reported beside it. Every page says how old its 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,13 +20,14 @@ from typing import Any
 
 import duckdb
 
+from resources.settings import DEFAULT_DASHBOARD_REFRESH_SECONDS, load_settings
 from resources.warehouse import read_only_connection
 from weather_assets.locations import LocationsError, load_locations
 from weather_assets.rain.latest import LATEST_SQL
 
 log = logging.getLogger("serving.dashboard")
 
-DEFAULT_REFRESH_SECONDS = 10.0
+DEFAULT_REFRESH_SECONDS = DEFAULT_DASHBOARD_REFRESH_SECONDS
 # The rain numbers are per minute; older than this they are no longer "the next hour".
 RAIN_STALE_AFTER = timedelta(minutes=3)
 TEMPERATURE_DAYS = 7
@@ -59,14 +59,9 @@ order by made_at desc limit 1
 
 
 def refresh_seconds_from_env() -> float:
-    raw = os.environ.get("DASHBOARD_REFRESH_SECONDS") or ""
-    try:
-        seconds = float(raw) if raw else DEFAULT_REFRESH_SECONDS
-    except ValueError:
-        raise ValueError(f"DASHBOARD_REFRESH_SECONDS must be a number, got {raw!r}") from None
-    if not seconds > 0:
-        raise ValueError(f"DASHBOARD_REFRESH_SECONDS must be > 0, got {raw!r}")
-    return seconds
+    """DASHBOARD_REFRESH_SECONDS (default 10, > 0): ``Settings.dashboard_refresh_seconds``, read
+    now (raises ``SettingsError``, a ``ValueError``, like any setting)."""
+    return load_settings().dashboard_refresh_seconds
 
 
 def _utc(value: Any) -> Any:

@@ -27,6 +27,13 @@ for _name, _value in (
     os.environ.setdefault(_name, _value)
 
 
+@pytest.fixture(autouse=True)
+def _no_local_env_file(monkeypatch):
+    """A developer's own .env (read by ``load_settings`` and loaded by the web service, as
+    Dagster loads it) must not reach the suite; tests of .env turn it back on."""
+    monkeypatch.setattr("resources.settings.ENV_FILE", None)
+
+
 @pytest.fixture
 def platform_env(tmp_path, monkeypatch) -> Path:
     """Point every path setting at a temp dir and force the offline defaults."""

@@ -8,7 +8,6 @@ previous contents must be intact, nothing partial or temporary visible, and a re
 the fault must complete with the rows present once.
 """
 
-import dataclasses
 import errno
 import gzip
 import json
@@ -561,11 +560,12 @@ def crash_model(config: ModelConfig) -> dict:
 def test_object_io_manager_cut_mid_pickle_keeps_the_previous_model(
     platform_env, instance, monkeypatch, store
 ):
-    settings = dataclasses.replace(
-        load_settings(),
-        s3_bucket=store.bucket,
-        s3_prefix="dagster",
-        s3_endpoint_url=store.endpoint_url,
+    settings = load_settings().model_copy(
+        update={
+            "s3_bucket": store.bucket,
+            "s3_prefix": "dagster",
+            "s3_endpoint_url": store.endpoint_url,
+        }
     )
     resources = {"object_io_manager": object_io_manager_from(settings)}
     key = "dagster/crash_model"

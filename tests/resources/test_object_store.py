@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import dagster as dg
 import pytest
 
@@ -70,8 +68,8 @@ def test_pickle_io_manager_on_disk(platform_env, instance):
 def test_pickle_io_manager_on_s3(platform_env, instance, moto_server, s3_bucket):
     import boto3
 
-    settings = dataclasses.replace(
-        load_settings(), s3_bucket=s3_bucket, s3_prefix="models", s3_endpoint_url=moto_server
+    settings = load_settings().model_copy(
+        update={"s3_bucket": s3_bucket, "s3_prefix": "models", "s3_endpoint_url": moto_server}
     )
     io = object_io_manager_from(settings)
     result = dg.materialize(
