@@ -11,7 +11,7 @@ DAGSTER_PORT ?= 3000
 SERVE_PORT ?= 8000
 SERVE_WORKERS ?= 2
 
-.PHONY: help install dagster-home esios-backfill run demo rain serve test bench lint format clean
+.PHONY: help install settings dagster-home esios-backfill run demo rain serve test bench lint format clean
 
 help:
 	@echo "make run     set up, then start Dagster (UI on http://localhost:$(DAGSTER_PORT)) and the dashboard (http://localhost:$(SERVE_PORT))"
@@ -19,6 +19,7 @@ help:
 	@echo "make rain    print the latest next-hour rain numbers from the warehouse"
 	@echo "make esios-backfill   load the ESIOS brief's range (2017-2018) into DuckDB, SQL and CSV"
 	@echo "make serve   start only the web service (dashboard, /predict) on http://localhost:$(SERVE_PORT)"
+	@echo "make settings   check every platform variable (environment and .env) and print the effective ones"
 	@echo "make test    set up, then run the whole test suite"
 	@echo "make bench   run the benchmarks in benchmarks/ (not part of CI)"
 	@echo "make lint    ruff check + ruff format --check"
@@ -34,8 +35,13 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
+# The start-up check: every platform variable (environment + .env, loaded as Dagster loads it)
+# is valid, or every bad one is listed and nothing starts.
+settings: install
+	@$(BIN)/python -m resources.settings
+
 # dagster.yaml from dagster.yaml.template; with DAGSTER_PG_URL set, instance storage in PostgreSQL.
-dagster-home: install
+dagster-home: install settings
 	@mkdir -p "$(DAGSTER_HOME)" "$(DATA_DIR)"
 	@$(BIN)/python -m resources.instance_config "$(DAGSTER_HOME)/dagster.yaml"
 
@@ -66,7 +72,8 @@ rain: install
 	$(BIN)/python -m weather_assets.rain.latest
 
 # The web service alone (docs/serving.md); OpenMP off: a single-row prediction gains nothing from it.
-serve: install
+# Each worker loads .env itself, as Dagster does (serving/app.py), so no --env-file here.
+serve: install settings
 	OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host 0.0.0.0 --port $(SERVE_PORT) \
 		--workers $(SERVE_WORKERS)
 

@@ -15,6 +15,7 @@ import sys
 
 import sqlalchemy as sa
 
+from resources.settings import dotenv_environ, load_settings
 from resources.sql import (
     URL_ENV_VAR,
     SqlDatabase,
@@ -65,8 +66,9 @@ def create_demand_forecast_table(
 
 
 def target_url() -> str:
-    """``SQL_DATABASE_URL`` if set, else the default SQLite file under ``DATA_DIR``."""
-    return os.environ.get(URL_ENV_VAR) or default_sqlite_url(os.environ.get("DATA_DIR") or "data")
+    """``SQL_DATABASE_URL`` if set (a secret: only ever from the environment), else the default
+    SQLite file under the ``DATA_DIR`` setting."""
+    return os.environ.get(URL_ENV_VAR) or default_sqlite_url(load_settings().data_dir)
 
 
 def main() -> int:
@@ -100,4 +102,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # .env loaded as the dagster commands beside this one load it (resources.settings).
+    with dotenv_environ():
+        raise SystemExit(main())

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from resources.settings import dotenv_environ
+
 PG_URL_ENV = "DAGSTER_PG_URL"
 TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml.template"
 # dagster-postgres depends on psycopg2; SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3.
@@ -77,4 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # .env loaded as the dagster commands beside this one load it (resources.settings).
+    with dotenv_environ():
+        raise SystemExit(main())

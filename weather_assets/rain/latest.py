@@ -10,7 +10,7 @@ import sys
 
 import duckdb
 
-from resources.settings import load_settings
+from resources.settings import dotenv_environ, load_settings
 from resources.warehouse import read_only_connection
 
 LATEST_SQL = """
@@ -56,4 +56,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # .env loaded as the dagster commands beside this one load it (resources.settings).
+    with dotenv_environ():
+        raise SystemExit(main())
