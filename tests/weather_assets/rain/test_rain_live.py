@@ -7,13 +7,14 @@ message, and that the key never lands in an event, metadata entry or stored file
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from werkzeug import Request, Response
 
+from resources import clock
 from resources.settings import load_settings
 from weather_assets.partitions import MINUTE_FORMAT
 from weather_assets.rain.assets import RAIN_ASSETS
@@ -34,7 +35,7 @@ def onecall_handler(rate_for):
             }
             return Response(json.dumps(body), status=401, content_type="application/json")
         lat, lon = float(args["lat"]), float(args["lon"])
-        now = int(datetime.now(UTC).timestamp()) // 60 * 60
+        now = int(clock.utcnow().timestamp()) // 60 * 60  # the API answers for the present
         body = {
             "lat": round(lat, 4),
             "lon": round(lon, 4),
@@ -48,6 +49,17 @@ def onecall_handler(rate_for):
         return Response(json.dumps(body), content_type="application/json")
 
     return handle
+
+
+@pytest.fixture(autouse=True)
+def frozen_now(monkeypatch) -> datetime:
+    """One "now" for the test, the run and the stand-in: the partition minute, the stale check
+    and the minutes the stand-in forecasts agree however long the run takes. (With the wall
+    clock, a run crossing a minute boundary got a nowcast from the next minute, one minute
+    short of the partition's hour.)"""
+    now = clock.utcnow()
+    monkeypatch.setattr(clock, "utcnow", lambda: now)
+    return now
 
 
 @pytest.fixture
@@ -64,7 +76,7 @@ def live_resources(platform_env, monkeypatch, httpserver):
 
 
 def current_minute() -> str:
-    return datetime.now(UTC).strftime(MINUTE_FORMAT)
+    return clock.utcnow().strftime(MINUTE_FORMAT)
 
 
 def run(resources, instance):
