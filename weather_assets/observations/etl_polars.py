@@ -5,31 +5,39 @@ readings, too small a job to start Spark for), the benchmark (what Spark costs o
 against polars on the same data), and a test that both engines give the same counts and
 aggregates, rule by rule, which keeps them from drifting apart. Constants and the rules'
 documentation live in ``etl_spark``.
+
+Each rule is a helper with the name and place in ``CLEANING_STEPS`` of its ``etl_spark`` twin,
+on ``LazyFrame`` where Spark's take a ``DataFrame``, so the two files read side by side.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
 
 from weather_assets.observations.etl_spark import (
     BOUNDS,
+    BUCKET,
     BUCKET_START,
     CALM_RESULTANT,
     CORRUPT_RECORD,
     FIELD_FIXES,
+    FLAGGED_COLUMNS,
     MAD_TO_SIGMA,
     MEASUREMENTS,
     OBSERVED_AT,
     OBSERVED_DATE,
+    OUT_OF_BOUNDS_COUNT,
     OUTLIER_BUCKET_MINUTES,
     OUTLIER_FLOOR_C,
     OUTLIER_K,
     RAW_COLUMNS,
+    REASON,
     REJECT_REASONS,
+    SENTINEL_COUNT,
     SENTINELS,
     STATION,
     TIMESTAMP_REGEX,
@@ -86,11 +94,46 @@ def _bucket_start(column: str, width_s: int) -> pl.Expr:
     return seconds - seconds.mod(width_s)
 
 
-def clean_observations(raw: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
-    """The rules of ``etl_spark.clean_observations``, with the same counts."""
+def _reject(df: pl.LazyFrame, reason: str, condition: pl.Expr) -> pl.LazyFrame:
+    """Reject under ``reason`` the rows where ``condition`` holds; an earlier reason stays."""
+    return df.with_columns(
+        pl.coalesce(pl.col(REASON), pl.when(condition).then(pl.lit(reason))).alias(REASON)
+    )
+
+
+def _null_fields(
+    df: pl.LazyFrame, count_column: str, is_bad: Callable[[pl.Expr, str], pl.Expr]
+) -> pl.LazyFrame:
+    """Null every measurement where ``is_bad(value, name)`` holds; ``count_column`` counts the
+    nulled fields per row, for the rows still in (``FIELD_FIXES`` count only those)."""
+    still_in = pl.col(REASON).is_null()
+    bad = {name: is_bad(pl.col(name), name).fill_null(False) for name in MEASUREMENTS}
+    return df.with_columns(
+        *(
+            pl.when(bad[name]).then(None).otherwise(pl.col(name)).alias(name)
+            for name in MEASUREMENTS
+        ),
+        pl.sum_horizontal([(still_in & bad[name]).cast(pl.Int64) for name in MEASUREMENTS]).alias(
+            count_column
+        ),
+    )
+
+
+def _flag_malformed(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """Rule 0, ``malformed``: starts the state (raw columns + ``_reason``)."""
     malformed = pl.col(STATION).is_null() | (pl.col(STATION).str.strip_chars(" ") == "")
-    if CORRUPT_RECORD in raw.columns:
+    if CORRUPT_RECORD in raw.collect_schema().names():
         malformed = malformed | pl.col(CORRUPT_RECORD).is_not_null()
+    return raw.select(
+        pl.col(STATION),
+        pl.col(OBSERVED_AT),
+        *(pl.col(name).cast(pl.Float64) for name in MEASUREMENTS),
+        pl.when(malformed).then(pl.lit("malformed")).alias(REASON),
+    )
+
+
+def _parse_timestamp(df: pl.LazyFrame) -> pl.LazyFrame:
+    """Rule 1, ``bad_timestamp``: ``observed_at`` text -> UTC timestamp, null if rejected."""
     text = pl.col(OBSERVED_AT)
     # Two parses: "Z" (the feed's form) fast; the rare "+HH:MM" rows only are rewritten first.
     zulu = text.str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False, time_unit="us", time_zone="UTC")
@@ -98,94 +141,113 @@ def clean_observations(raw: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]
     offset = offset.str.to_datetime(
         "%Y-%m-%dT%H:%M:%S%:z", strict=False, time_unit="us", time_zone="UTC"
     )
-    observed_at = (
-        pl.when(text.str.contains(TIMESTAMP_REGEX)).then(pl.coalesce(zulu, offset)).cast(UTC_MICROS)
-    )
-    df = raw.lazy().select(
-        pl.col(STATION),
-        observed_at.alias(OBSERVED_AT),
-        *(pl.col(name).cast(pl.Float64) for name in MEASUREMENTS),
-        malformed.fill_null(False).alias("_malformed"),
-    )
-    reaches_field_rules = ~pl.col("_malformed") & pl.col(OBSERVED_AT).is_not_null()
-    fixed, sentinels, out_of_bounds = [], [], []
-    for name in MEASUREMENTS:
-        value = pl.col(name)
+    parsed = pl.when(text.str.contains(TIMESTAMP_REGEX)).then(pl.coalesce(zulu, offset))
+    df = df.with_columns(parsed.cast(UTC_MICROS).alias(OBSERVED_AT))
+    return _reject(df, "bad_timestamp", pl.col(OBSERVED_AT).is_null())
+
+
+def _null_sentinels(df: pl.LazyFrame) -> pl.LazyFrame:
+    """Rule 2, ``sentinel_values`` (field fix): -999 / -9999 -> null, counted in ``_sentinels``."""
+    return _null_fields(df, SENTINEL_COUNT, lambda value, _name: value.is_in(list(SENTINELS)))
+
+
+def _null_out_of_bounds(df: pl.LazyFrame) -> pl.LazyFrame:
+    """Rule 3, ``out_of_bounds_values`` (field fix): NaN or outside ``BOUNDS`` -> null."""
+
+    def outside(value: pl.Expr, name: str) -> pl.Expr:
         low, high = BOUNDS[name]
-        is_sentinel = value.is_in(list(SENTINELS)).fill_null(False)
-        is_out = ~is_sentinel & (value.is_nan() | (value < low) | (value > high)).fill_null(False)
-        fixed.append(pl.when(is_sentinel | is_out).then(None).otherwise(value).alias(name))
-        sentinels.append((reaches_field_rules & is_sentinel).cast(pl.Int64))
-        out_of_bounds.append((reaches_field_rules & is_out).cast(pl.Int64))
-    df = df.select(
-        pl.col(STATION),
-        pl.col(OBSERVED_AT),
-        *fixed,
-        pl.col("_malformed"),
-        pl.sum_horizontal(sentinels).alias("_sentinels"),
-        pl.sum_horizontal(out_of_bounds).alias("_out_of_bounds"),
-    ).with_columns(
-        pl.when(pl.col("_malformed"))
-        .then(pl.lit("malformed"))
-        .when(pl.col(OBSERVED_AT).is_null())
-        .then(pl.lit("bad_timestamp"))
-        .when(pl.col("temperature_c").is_null())
-        .then(pl.lit("missing_temperature"))
-        .alias("_reason"),
-        _bucket_start(OBSERVED_AT, OUTLIER_BUCKET_MINUTES * 60).alias("_bucket"),
-    )
-    df = df.collect()
-    early = df.filter(pl.col("_reason").is_not_null())
-    # Rule 5: keep the first row per (station, time) ordered by the measurements, nulls last.
+        return value.is_nan() | (value < low) | (value > high)
+
+    return _null_fields(df, OUT_OF_BOUNDS_COUNT, outside)
+
+
+def _flag_missing_temperature(df: pl.LazyFrame) -> pl.LazyFrame:
+    """Rule 4, ``missing_temperature``: no temperature left after rules 2 and 3."""
+    return _reject(df, "missing_temperature", pl.col("temperature_c").is_null())
+
+
+def _add_bucket(df: pl.LazyFrame) -> pl.LazyFrame:
+    """Not a rule: the station's 15-minute bucket (epoch seconds), the group of rules 5 and 6."""
+    return df.with_columns(_bucket_start(OBSERVED_AT, OUTLIER_BUCKET_MINUTES * 60).alias(BUCKET))
+
+
+def _flag_duplicates(df: pl.LazyFrame) -> pl.LazyFrame:
+    """Rule 5, ``duplicate``: all but the first row per (station, observed_at) still in."""
+    still_in = pl.col(REASON).is_null()
+    key = pl.struct(STATION, OBSERVED_AT)
+    # The branches below share the steps before; uncached, the optimiser pushes the filters
+    # into them and runs those steps once per branch.
+    df = df.cache()
     # Only rows whose key repeats need the sort (a hash pass finds them).
-    candidates = df.filter(pl.col("_reason").is_null()).with_columns(
-        _repeated=pl.struct(STATION, OBSERVED_AT).is_duplicated()
-    )
+    candidates = df.filter(still_in).with_columns(_repeated=key.is_duplicated())
     repeated = candidates.filter(pl.col("_repeated")).sort(
         [STATION, OBSERVED_AT, *MEASUREMENTS], nulls_last=True
     )
-    repeated = repeated.with_columns(
-        pl.when(~pl.struct(STATION, OBSERVED_AT).is_first_distinct())
-        .then(pl.lit("duplicate"))
-        .alias("_reason")
-    )
-    candidates = pl.concat([candidates.filter(~pl.col("_repeated")), repeated])
-    # Rule 6: exact median and MAD per station and bucket ("midpoint" equals Spark's percentile
-    # at 0.5 to the last bit, so ties at the threshold fall the same way in both engines).
-    judged = candidates.filter(pl.col("_reason").is_null())
-    group = [STATION, "_bucket"]
-    deviation = (pl.col("temperature_c") - pl.col("_median")).abs()
-    judged = (
-        judged.with_columns(
-            pl.col("temperature_c").quantile(0.5, "midpoint").over(group).alias("_median")
-        )
-        .with_columns(deviation.alias("_deviation"))
-        .with_columns(pl.col("_deviation").quantile(0.5, "midpoint").over(group).alias("_mad"))
-    )
-    threshold = pl.max_horizontal(OUTLIER_K * MAD_TO_SIGMA * pl.col("_mad"), OUTLIER_FLOOR_C)
-    judged = judged.with_columns(
-        pl.when(pl.col("_deviation") > threshold).then(pl.lit("outlier")).alias("_reason")
-    )
-    columns = [STATION, OBSERVED_AT, *MEASUREMENTS, "_reason", "_sentinels", "_out_of_bounds"]
-    flagged = pl.concat(
+    repeated = _reject(repeated, "duplicate", ~key.is_first_distinct())
+    return pl.concat(
         [
-            early.select(columns),
-            candidates.filter(pl.col("_reason").is_not_null()).select(columns),
-            judged.select(columns),
+            df.filter(~still_in),
+            candidates.filter(~pl.col("_repeated")).drop("_repeated"),
+            repeated.drop("_repeated"),
         ]
     )
-    reasons = flagged["_reason"].value_counts()
-    found = dict(zip(reasons["_reason"].to_list(), reasons["count"].to_list(), strict=True))
+
+
+def _flag_outliers(df: pl.LazyFrame) -> pl.LazyFrame:
+    """Rule 6, ``outlier``: temperature too far from its station's bucket median."""
+    judged = pl.col(REASON).is_null()
+    temperature = pl.col("temperature_c")
+    in_bucket = [STATION, BUCKET]
+    # "midpoint" equals Spark's percentile at 0.5 to the last bit, so ties at the threshold
+    # fall the same way in both engines.
+    median = pl.when(judged).then(temperature).quantile(0.5, "midpoint").over(in_bucket)
+    df = df.with_columns(pl.when(judged).then((temperature - median).abs()).alias("_deviation"))
+    mad = pl.col("_deviation").quantile(0.5, "midpoint").over(in_bucket)
+    threshold = pl.max_horizontal(OUTLIER_K * MAD_TO_SIGMA * mad, OUTLIER_FLOOR_C)
+    return _reject(df, "outlier", pl.col("_deviation") > threshold).drop("_deviation")
+
+
+# Rule by rule, in the documented order; the same names as ``etl_spark.CLEANING_STEPS``.
+CLEANING_STEPS = (
+    _flag_malformed,
+    _parse_timestamp,
+    _null_sentinels,
+    _null_out_of_bounds,
+    _flag_missing_temperature,
+    _add_bucket,
+    _flag_duplicates,
+    _flag_outliers,
+)
+
+
+def clean_observations(raw: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The rules of ``etl_spark.clean_observations``, with the same counts."""
+    df = raw.lazy()
+    for step in CLEANING_STEPS:
+        df = step(df)
+    flagged = df.select(FLAGGED_COLUMNS).collect()
+    return _clean_rows(flagged), _count(flagged)
+
+
+def _count(flagged: pl.DataFrame) -> dict[str, int]:
+    """Input rows, rejections per reason, fixes per kind and clean rows."""
+    reasons = flagged[REASON].value_counts()
+    found = dict(zip(reasons[REASON].to_list(), reasons["count"].to_list(), strict=True))
     counts = {
         "input_rows": flagged.height,
         **{r: int(found.get(r, 0)) for r in REJECT_REASONS},
-        "sentinel_values": int(flagged["_sentinels"].sum()),
-        "out_of_bounds_values": int(flagged["_out_of_bounds"].sum()),
+        "sentinel_values": int(flagged[SENTINEL_COUNT].sum()),
+        "out_of_bounds_values": int(flagged[OUT_OF_BOUNDS_COUNT].sum()),
     }
     counts["clean_rows"] = counts["input_rows"] - sum(counts[r] for r in REJECT_REASONS)
     assert set(FIELD_FIXES) <= counts.keys()
-    clean = (
-        flagged.filter(pl.col("_reason").is_null())
+    return counts
+
+
+def _clean_rows(flagged: pl.DataFrame) -> pl.DataFrame:
+    """The rows no rule rejected, with their UTC date, ordered by station and time."""
+    return (
+        flagged.filter(pl.col(REASON).is_null())
         .select(
             pl.col(STATION),
             pl.col(OBSERVED_AT),
@@ -194,7 +256,6 @@ def clean_observations(raw: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]
         )
         .sort(STATION, OBSERVED_AT)
     )
-    return clean, counts
 
 
 def aggregate(clean: pl.DataFrame, minutes: int) -> pl.DataFrame:

@@ -29,6 +29,13 @@ that rejects it; fixes to single fields keep the row and are counted separately
    those steps and the smallest spikes (8 C). A bucket with a step in its middle has a large
    MAD, so that bucket tolerates more. With fewer than 3 readings no reading can be flagged.
 
+Each rule is one helper from frame to frame (``CLEANING_STEPS``, in this order:
+``_flag_malformed``, ``_parse_timestamp``, ``_null_sentinels``, ``_null_out_of_bounds``,
+``_flag_missing_temperature``, ``_add_bucket`` (the shared group of rules 5 and 6, not a rule),
+``_flag_duplicates``, ``_flag_outliers``). A rejecting rule only sets ``_reason`` where it is
+still null; a field fix nulls the field on every row and counts it on the rows still in.
+``etl_polars`` has the same helpers under the same names, and a test compares them pairwise.
+
 Fixed buckets rather than a centred sliding window: a sliding exact median costs one sort per
 row of the window (900 values at 1 Hz), a bucket median one sort per bucket.
 
@@ -39,7 +46,7 @@ from epoch seconds, so they are UTC even if the session time zone is not.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -68,6 +75,15 @@ MAD_TO_SIGMA = 1.4826
 OUTLIER_FLOOR_C = 5.0
 # Below this resultant length the mean wind direction is undefined (e.g. 0 and 180 degrees).
 CALM_RESULTANT = 1e-9
+
+# The state the cleaning steps pass on (both engines): the raw columns (``observed_at`` a
+# timestamp from rule 1 on), the first reason that rejected the row (null while it is in), the
+# fields each field fix nulled in it, and the bucket rules 5 and 6 group by.
+REASON = "_reason"
+SENTINEL_COUNT = "_sentinels"
+OUT_OF_BOUNDS_COUNT = "_out_of_bounds"
+BUCKET = "_bucket"
+FLAGGED_COLUMNS = (*RAW_COLUMNS, REASON, SENTINEL_COUNT, OUT_OF_BOUNDS_COUNT)
 
 REJECT_REASONS = ("malformed", "bad_timestamp", "missing_temperature", "duplicate", "outlier")
 FIELD_FIXES = ("sentinel_values", "out_of_bounds_values")
@@ -122,6 +138,113 @@ def _bucket_start_seconds(seconds: Column, width_s: int) -> Column:
     return seconds - F.pmod(seconds, F.lit(width_s))
 
 
+def _reject(df: DataFrame, reason: str, condition: Column) -> DataFrame:
+    """Reject under ``reason`` the rows where ``condition`` holds; an earlier reason stays."""
+    return df.withColumn(REASON, F.coalesce(F.col(REASON), F.when(condition, F.lit(reason))))
+
+
+def _null_fields(
+    df: DataFrame, count_column: str, is_bad: Callable[[Column, str], Column]
+) -> DataFrame:
+    """Null every measurement where ``is_bad(value, name)`` holds; ``count_column`` counts the
+    nulled fields per row, for the rows still in (``FIELD_FIXES`` count only those)."""
+    still_in = F.col(REASON).isNull()
+    bad = {name: _flag(is_bad(F.col(name), name)) for name in MEASUREMENTS}
+    counted = [(still_in & bad[name]).cast("long") for name in MEASUREMENTS]
+    return df.withColumns(
+        {
+            **{
+                name: F.when(bad[name], F.lit(None)).otherwise(F.col(name)) for name in MEASUREMENTS
+            },
+            count_column: sum(counted[1:], counted[0]),
+        }
+    )
+
+
+def _flag_malformed(raw: DataFrame) -> DataFrame:
+    """Rule 0, ``malformed``: starts the state (raw columns + ``_reason``)."""
+    malformed = _flag(F.col(STATION).isNull() | (F.trim(F.col(STATION)) == ""))
+    if CORRUPT_RECORD in raw.columns:
+        malformed = malformed | F.col(CORRUPT_RECORD).isNotNull()
+    return raw.select(*RAW_COLUMNS, F.when(malformed, F.lit("malformed")).alias(REASON))
+
+
+def _parse_timestamp(df: DataFrame) -> DataFrame:
+    """Rule 1, ``bad_timestamp``: ``observed_at`` text -> UTC timestamp, null if rejected."""
+    text = F.col(OBSERVED_AT)
+    parsed = F.when(
+        text.rlike(TIMESTAMP_REGEX), F.try_to_timestamp(text, F.lit(SPARK_TIMESTAMP_FORMAT))
+    )
+    return _reject(df.withColumn(OBSERVED_AT, parsed), "bad_timestamp", F.col(OBSERVED_AT).isNull())
+
+
+def _null_sentinels(df: DataFrame) -> DataFrame:
+    """Rule 2, ``sentinel_values`` (field fix): -999 / -9999 -> null, counted in ``_sentinels``."""
+    return _null_fields(df, SENTINEL_COUNT, lambda value, _name: value.isin(*SENTINELS))
+
+
+def _null_out_of_bounds(df: DataFrame) -> DataFrame:
+    """Rule 3, ``out_of_bounds_values`` (field fix): NaN or outside ``BOUNDS`` -> null."""
+
+    def outside(value: Column, name: str) -> Column:
+        low, high = BOUNDS[name]
+        return F.isnan(value) | (value < low) | (value > high)
+
+    return _null_fields(df, OUT_OF_BOUNDS_COUNT, outside)
+
+
+def _flag_missing_temperature(df: DataFrame) -> DataFrame:
+    """Rule 4, ``missing_temperature``: no temperature left after rules 2 and 3."""
+    return _reject(df, "missing_temperature", F.col("temperature_c").isNull())
+
+
+def _add_bucket(df: DataFrame) -> DataFrame:
+    """Not a rule: the station's 15-minute bucket (epoch seconds), the group of rules 5 and 6."""
+    seconds = _epoch_seconds(OBSERVED_AT)
+    return df.withColumn(BUCKET, _bucket_start_seconds(seconds, OUTLIER_BUCKET_MINUTES * 60))
+
+
+def _flag_duplicates(df: DataFrame) -> DataFrame:
+    """Rule 5, ``duplicate``: all but the first row per (station, observed_at) still in."""
+    still_in = F.col(REASON).isNull()
+    # By bucket, not by key: a (station, observed_at) pair always falls in one bucket, and
+    # rule 6 then reuses this shuffle.
+    ordered = Window.partitionBy(STATION, BUCKET).orderBy(
+        still_in.desc(),
+        F.col(OBSERVED_AT).asc(),
+        *(F.col(name).asc_nulls_last() for name in MEASUREMENTS),
+    )
+    repeats = F.lag(still_in).over(ordered) & (
+        F.lag(OBSERVED_AT).over(ordered) == F.col(OBSERVED_AT)
+    )
+    return _reject(df, "duplicate", still_in & _flag(repeats))
+
+
+def _flag_outliers(df: DataFrame) -> DataFrame:
+    """Rule 6, ``outlier``: temperature too far from its station's bucket median."""
+    judged = F.col(REASON).isNull()
+    temperature = F.col("temperature_c")
+    in_bucket = Window.partitionBy(STATION, BUCKET)
+    median = F.percentile(F.when(judged, temperature), F.lit(0.5)).over(in_bucket)
+    df = df.withColumn("_deviation", F.when(judged, F.abs(temperature - median)))
+    mad = F.percentile(F.col("_deviation"), F.lit(0.5)).over(in_bucket)
+    threshold = F.greatest(F.lit(OUTLIER_K * MAD_TO_SIGMA) * mad, F.lit(OUTLIER_FLOOR_C))
+    return _reject(df, "outlier", F.col("_deviation") > threshold).drop("_deviation")
+
+
+# Rule by rule, in the documented order; ``etl_polars.CLEANING_STEPS`` has the same names.
+CLEANING_STEPS = (
+    _flag_malformed,
+    _parse_timestamp,
+    _null_sentinels,
+    _null_out_of_bounds,
+    _flag_missing_temperature,
+    _add_bucket,
+    _flag_duplicates,
+    _flag_outliers,
+)
+
+
 def clean_observations(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     """Apply the module's rules; return the clean rows and the counts per reason and per fix.
 
@@ -132,91 +255,30 @@ def clean_observations(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     allocation (cached blocks), but a lost executor fails the write instead of recomputing.
     Clean rows are ordered by station and time (the input may be out of order).
     """
-    malformed = _flag(F.col(STATION).isNull() | (F.trim(F.col(STATION)) == ""))
-    if CORRUPT_RECORD in raw.columns:
-        malformed = malformed | F.col(CORRUPT_RECORD).isNotNull()
-    observed_at = F.when(
-        F.col(OBSERVED_AT).rlike(TIMESTAMP_REGEX),
-        F.try_to_timestamp(F.col(OBSERVED_AT), F.lit(SPARK_TIMESTAMP_FORMAT)),
-    )
-    df = raw.select(
-        F.col(STATION),
-        observed_at.alias(OBSERVED_AT),
-        *(F.col(name) for name in MEASUREMENTS),
-        malformed.alias("_malformed"),
-    )
-    reaches_field_rules = ~F.col("_malformed") & F.col(OBSERVED_AT).isNotNull()
-    fixed, sentinels, out_of_bounds = [], [], []
-    for name in MEASUREMENTS:
-        value = F.col(name)
-        low, high = BOUNDS[name]
-        is_sentinel = _flag(value.isin(*SENTINELS))
-        is_out = ~is_sentinel & _flag(F.isnan(value) | (value < low) | (value > high))
-        fixed.append(F.when(is_sentinel | is_out, F.lit(None)).otherwise(value).alias(name))
-        sentinels.append((reaches_field_rules & is_sentinel).cast("int"))
-        out_of_bounds.append((reaches_field_rules & is_out).cast("int"))
-    early_reason = (
-        F.when(F.col("_malformed"), F.lit("malformed"))
-        .when(F.col(OBSERVED_AT).isNull(), F.lit("bad_timestamp"))
-        .when(F.col("temperature_c").isNull(), F.lit("missing_temperature"))
-    )
-    df = df.select(
-        F.col(STATION),
-        F.col(OBSERVED_AT),
-        *fixed,
-        F.col("_malformed"),
-        sum(sentinels[1:], sentinels[0]).alias("_sentinels"),
-        sum(out_of_bounds[1:], out_of_bounds[0]).alias("_out_of_bounds"),
-    ).withColumn(
-        "_bucket",
-        _bucket_start_seconds(_epoch_seconds(OBSERVED_AT), OUTLIER_BUCKET_MINUTES * 60),
-    )
-    # The reason is computed on the fixed values (rule 4 sees nulls made by rules 2-3).
-    df = df.withColumn("_reason", early_reason).withColumn("_eligible", F.col("_reason").isNull())
+    df = raw
+    for step in CLEANING_STEPS:
+        df = step(df)
+    flagged = df.select(*FLAGGED_COLUMNS).localCheckpoint(eager=True)
+    return _clean_rows(flagged), _count(flagged)
 
-    # Rules 5 and 6 share one shuffle: a (station, observed_at) pair always falls in one bucket.
-    in_bucket = Window.partitionBy(STATION, "_bucket")
-    ordered = in_bucket.orderBy(
-        F.col("_eligible").desc(),
-        F.col(OBSERVED_AT).asc(),
-        *(F.col(name).asc_nulls_last() for name in MEASUREMENTS),
-    )
-    duplicate = F.col("_eligible") & _flag(
-        F.lag("_eligible").over(ordered) & (F.lag(OBSERVED_AT).over(ordered) == F.col(OBSERVED_AT))
-    )
-    df = df.withColumn("_duplicate", duplicate)
-    judged = F.col("_eligible") & ~F.col("_duplicate")
-    temperature = F.col("temperature_c")
-    df = df.withColumn(
-        "_median", F.percentile(F.when(judged, temperature), F.lit(0.5)).over(in_bucket)
-    ).withColumn("_deviation", F.when(judged, F.abs(temperature - F.col("_median"))))
-    df = df.withColumn("_mad", F.percentile(F.col("_deviation"), F.lit(0.5)).over(in_bucket))
-    threshold = F.greatest(F.lit(OUTLIER_K * MAD_TO_SIGMA) * F.col("_mad"), F.lit(OUTLIER_FLOOR_C))
-    reason = F.coalesce(
-        F.col("_reason"),
-        F.when(F.col("_duplicate"), F.lit("duplicate")),
-        F.when(_flag(F.col("_deviation") > threshold), F.lit("outlier")),
-    )
-    flagged = df.select(
-        F.col(STATION),
-        F.col(OBSERVED_AT),
-        *(F.col(name) for name in MEASUREMENTS),
-        reason.alias("_reason"),
-        F.col("_sentinels"),
-        F.col("_out_of_bounds"),
-    ).localCheckpoint(eager=True)
 
+def _count(flagged: DataFrame) -> dict[str, int]:
+    """Input rows, rejections per reason, fixes per kind and clean rows, in one pass."""
     totals = flagged.agg(
         F.count(F.lit(1)).alias("input_rows"),
-        *(F.count(F.when(F.col("_reason") == r, 1)).alias(r) for r in REJECT_REASONS),
-        F.coalesce(F.sum("_sentinels"), F.lit(0)).alias("sentinel_values"),
-        F.coalesce(F.sum("_out_of_bounds"), F.lit(0)).alias("out_of_bounds_values"),
+        *(F.count(F.when(F.col(REASON) == r, 1)).alias(r) for r in REJECT_REASONS),
+        F.coalesce(F.sum(SENTINEL_COUNT), F.lit(0)).alias("sentinel_values"),
+        F.coalesce(F.sum(OUT_OF_BOUNDS_COUNT), F.lit(0)).alias("out_of_bounds_values"),
     ).first()
     counts = {key: int(totals[key]) for key in ("input_rows", *REJECT_REASONS, *FIELD_FIXES)}
     counts["clean_rows"] = counts["input_rows"] - sum(counts[r] for r in REJECT_REASONS)
+    return counts
 
-    clean = (
-        flagged.where(F.col("_reason").isNull())
+
+def _clean_rows(flagged: DataFrame) -> DataFrame:
+    """The rows no rule rejected, with their UTC date, ordered by station and time."""
+    return (
+        flagged.where(F.col(REASON).isNull())
         .select(
             F.col(STATION),
             F.col(OBSERVED_AT),
@@ -225,7 +287,6 @@ def clean_observations(raw: DataFrame) -> tuple[DataFrame, dict[str, int]]:
         )
         .orderBy(STATION, OBSERVED_AT)
     )
-    return clean, counts
 
 
 def _utc_date(seconds: Column) -> Column:
