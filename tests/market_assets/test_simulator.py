@@ -259,18 +259,23 @@ def test_write_refuses_a_non_empty_folder(tmp_path):
         write_stock_dataset(tmp_path, TINY)
 
 
-def test_ensure_writes_once_and_regenerates_on_a_new_spec(tmp_path):
+def test_ensure_writes_once_and_regenerates_on_a_new_spec(tmp_path, monkeypatch):
     root = tmp_path / "market"
     first = ensure_stock_dataset(root, TINY)
     marker = root / MARKER_FILE
     stamp = marker.stat().st_mtime_ns
-    started = time.perf_counter()
+    written: list[StockDatasetSpec] = []
+    write = stock_market.write_stock_dataset
+    monkeypatch.setattr(
+        stock_market, "write_stock_dataset", lambda *args: written.append(args[1]) or write(*args)
+    )
     assert ensure_stock_dataset(root, TINY) == first
-    assert time.perf_counter() - started < 0.5 and marker.stat().st_mtime_ns == stamp
+    assert written == [] and marker.stat().st_mtime_ns == stamp  # found, not generated again
     assert json.loads(marker.read_text())["spec"]["seed"] == TINY.seed
 
     other = replace(TINY, seed=6)
     second = ensure_stock_dataset(root, other)
+    assert written == [other]
     assert second.root == root and second != first
     assert json.loads(marker.read_text())["spec"]["seed"] == 6
     assert _files(root) == _files(write_stock_dataset(tmp_path / "fresh", other).root)
