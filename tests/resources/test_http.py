@@ -20,7 +20,7 @@ import pytest
 import requests
 import requests.adapters
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
+from werkzeug import Response
 
 from resources.http import (
     ApiAuthError,
@@ -254,15 +254,18 @@ def test_429_honours_retry_after_seconds(
 def test_503_honours_retry_after_http_date(
     httpserver: HTTPServer, client_factory, sleeps: SleepRecorder
 ) -> None:
-    when = formatdate(time.time() + 30, usegmt=True)
+    when = int(time.time()) + 30  # a whole second: what an HTTP-date can say
     httpserver.expect_oneshot_request("/q").respond_with_data(
-        "maintenance", status=503, headers={"Retry-After": when}
+        "maintenance", status=503, headers={"Retry-After": formatdate(when, usegmt=True)}
     )
     httpserver.expect_request("/q").respond_with_json({"ok": 1})
     client = client_factory()
+    before = time.time()
     assert client.get_json("/q") == {"ok": 1}
+    after = time.time()
     assert len(sleeps.delays) == 1
-    assert 27 <= sleeps.delays[0] <= 31
+    # The date minus the moment the client read it, however long the request took.
+    assert when - after <= sleeps.delays[0] <= when - before
 
 
 def test_retry_after_longer_than_cap_fails_at_once(
@@ -332,28 +335,60 @@ def test_503_five_times_gives_up_after_exactly_five_requests(
     )
 
 
-def _slow(request: Request) -> Response:
-    time.sleep(0.5)
-    return Response('{"late": true}', content_type="application/json")
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A server that takes connections and never answers: a request to it times out whatever
+    the client's timeout and however loaded the machine (a handler sleeping a fixed time might
+    answer first, and would finish into the next test's request log)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes the connections; nothing ever reads them
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
-def test_timeout_then_200(httpserver: HTTPServer, client_factory, sleeps: SleepRecorder) -> None:
-    httpserver.expect_oneshot_request("/slow").respond_with_handler(_slow)
-    httpserver.expect_request("/slow").respond_with_json({"ok": 1})
-    client = client_factory(timeout_s=0.2)
-    assert client.get_json("/slow") == {"ok": 1}
-    assert client.stats.retries_by_reason == {"timeout": 1}
-    assert len(sleeps.delays) == 1
+def test_timeout_then_200(client_factory, sleeps: SleepRecorder) -> None:
+    """The first connection is held open without an answer; the retry's is answered at once."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2)
+    body = b'{"ok": 1}'
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        silent, _ = listener.accept()
+        held.append(silent)  # never answered, closed when the test ends
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                b"Connection: close\r\n\r\n%s" % (len(body), body)
+            )
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        # 1 s: ample for the immediate answer under load (the silent one never comes).
+        client = client_factory(
+            base_url=f"http://127.0.0.1:{listener.getsockname()[1]}", timeout_s=1.0
+        )
+        assert client.get_json("/slow") == {"ok": 1}
+        assert client.stats.retries_by_reason == {"timeout": 1}
+        assert client.stats.requests == 2
+        assert len(sleeps.delays) == 1
+    finally:
+        server.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()
 
 
-def test_all_timeouts(httpserver: HTTPServer, client_factory) -> None:
-    httpserver.expect_request("/slow").respond_with_handler(_slow)
-    client = client_factory(timeout_s=0.2, retry=RetryPolicy(max_attempts=2))
+def test_all_timeouts(silent_url: str, client_factory) -> None:
+    client = client_factory(base_url=silent_url, timeout_s=0.2, retry=RetryPolicy(max_attempts=2))
     with pytest.raises(ApiError) as info:
         client.get_json("/slow")
     assert str(info.value) == (
-        f"OpenWeatherMap did not answer within 0.2 s (GET {httpserver.url_for('/slow')}) "
-        "after 2 attempts"
+        f"OpenWeatherMap did not answer within 0.2 s (GET {silent_url}/slow) after 2 attempts"
     )
     assert info.value.status is None
     assert client.stats.retries_by_reason == {"timeout": 1}
@@ -421,10 +456,6 @@ def _fail_html(server: HTTPServer) -> None:
     )
 
 
-def _fail_timeout(server: HTTPServer) -> None:
-    server.expect_request("/q").respond_with_handler(_slow)
-
-
 def _fail_429_long(server: HTTPServer) -> None:
     server.expect_request("/q").respond_with_data("no", status=429, headers={"Retry-After": "999"})
 
@@ -436,22 +467,28 @@ def _fail_429_long(server: HTTPServer) -> None:
         (_fail_500, True),
         (_fail_400, False),
         (_fail_html, True),
-        (_fail_timeout, True),
+        ("silent", True),
         (_fail_429_long, False),
         (None, True),
     ],
     ids=["401", "500", "400", "html", "timeout", "retry-after", "connection-refused"],
 )
 def test_secret_never_leaks(
-    httpserver: HTTPServer, client_factory, caplog, setup, retried: bool
+    httpserver: HTTPServer, silent_url: str, client_factory, caplog, setup, retried: bool
 ) -> None:
     if setup is None:
         base_url = f"http://127.0.0.1:{free_port()}"
+    elif setup == "silent":
+        base_url = silent_url
     else:
         setup(httpserver)
         base_url = httpserver.url_for("/")
+    # Only the silent server needs the timeout to expire (a short one keeps it quick); the
+    # others answer at once, well within the default 2 s, so load cannot turn them into timeouts.
     client = client_factory(
-        base_url=base_url, timeout_s=0.2, retry=RetryPolicy(max_attempts=2, max_retry_after_s=5)
+        base_url=base_url,
+        retry=RetryPolicy(max_attempts=2, max_retry_after_s=5),
+        **({"timeout_s": 0.2} if setup == "silent" else {}),
     )
     caplog.set_level(logging.DEBUG, logger="resources.http")
     with pytest.raises(ApiError) as info:
