@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from resources import clock
 from resources.settings import DEFAULT_DASHBOARD_REFRESH_SECONDS, load_settings
 from resources.warehouse import read_only_connection
 from weather_assets.locations import LocationsError, load_locations
@@ -123,7 +124,7 @@ def read_snapshot(
     for row in rain:
         row["name"] = names.get(row["location_id"], row["location_id"])
     return Snapshot(
-        read_at=now or datetime.now(UTC),
+        read_at=now or clock.utcnow(),
         rain=rain,
         temperature=temperature,
         accuracy=accuracy,
@@ -170,7 +171,7 @@ class SnapshotHolder:
         except (duckdb.Error, OSError) as exc:
             # FileNotFoundError (nothing materialized yet) included: not worth a traceback.
             self.last_error = f"{type(exc).__name__}: {exc}"
-            self.last_error_at = datetime.now(UTC)
+            self.last_error_at = clock.utcnow()
             log.warning("dashboard: warehouse read failed, keeping the previous data: %s", exc)
             return False
         self.current = snapshot
@@ -196,7 +197,7 @@ class SnapshotHolder:
             self._thread.join(timeout=5)
 
     def status(self, now: datetime | None = None) -> dict[str, Any]:
-        now = now or datetime.now(UTC)
+        now = now or clock.utcnow()
         snap = self.current
         return {
             "warehouse_read_at": snap.read_at,

@@ -19,6 +19,22 @@ from weather_assets.partitions import MINUTE_FORMAT
 from weather_assets.rain.assets import RAIN_ASSETS
 
 TEMPERATURE_HOURS = 48
+# Every page and JSON route, with good input (200) and bad (422 and nothing else).
+GOOD_REQUESTS = [
+    "/",
+    "/rain",
+    "/temperature",
+    "/temperature.json",
+    "/volume",
+    "/volume?vol_moving_avg=25000&adj_close_rolling_med=31.5",
+    "/predict?vol_moving_avg=25000&adj_close_rolling_med=31.5",
+    "/health",
+]
+BAD_REQUESTS = [
+    "/volume?vol_moving_avg=-1&adj_close_rolling_med=abc",
+    "/predict?vol_moving_avg=-1&adj_close_rolling_med=31.5",
+    "/predict?vol_moving_avg=nan&adj_close_rolling_med=31.5",
+]
 
 
 def minute_key(minutes_ago: int = 1) -> str:

@@ -12,32 +12,20 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 
 import dagster as dg
 import httpx
 import pytest
 
 from resources.settings import load_settings
+from tests.serving.dashboard_data import BAD_REQUESTS as BAD
+from tests.serving.dashboard_data import GOOD_REQUESTS as GOOD
 from tests.serving.dashboard_data import materialize_rain
 from tests.serving.live_server import live_platform, wait_for
 
 pytestmark = pytest.mark.integration
 
-GOOD = [
-    "/",
-    "/rain",
-    "/temperature",
-    "/temperature.json",
-    "/volume",
-    "/volume?vol_moving_avg=25000&adj_close_rolling_med=31.5",
-    "/predict?vol_moving_avg=25000&adj_close_rolling_med=31.5",
-    "/health",
-]
-BAD = [  # bad input: 422 and nothing else
-    "/volume?vol_moving_avg=-1&adj_close_rolling_med=abc",
-    "/predict?vol_moving_avg=-1&adj_close_rolling_med=31.5",
-    "/predict?vol_moving_avg=nan&adj_close_rolling_med=31.5",
-]
 PAGES = [*GOOD, *BAD]
 THREADS = 8
 
@@ -101,6 +89,10 @@ def test_request_storm_while_materializing(server, platform):
         except BaseException as exc:
             failures.append(exc)
 
+    def counted() -> bool:
+        with lock:
+            return sum(statuses.values()) >= 200 and len(read_at) >= 2
+
     before = rain_as_of(server)
     threads = [threading.Thread(target=hammer, args=(n,), daemon=True) for n in range(THREADS)]
     for thread in threads:
@@ -108,7 +100,8 @@ def test_request_storm_while_materializing(server, platform):
     try:
         for minutes_ago in (0, 2, 3):
             materialize_rain(platform, minutes_ago=minutes_ago)
-        time.sleep(0.5)  # a couple more refreshes under load
+        # A storm of at least 200 requests over at least two snapshots, however slow the machine.
+        wait_for(lambda: counted() or failures, timeout=60, what="200 requests, 2 snapshots")
     finally:
         stop.set()
         for thread in threads:
@@ -141,9 +134,11 @@ def temperature_status(server: str) -> dict:
 
 
 def test_pages_answer_while_another_process_holds_the_write_lock(server):
-    """While another process holds DuckDB's write lock, every page still answers 200 within
-    1 s with the data read before; /temperature.json (and the rain page) report the failed
-    read once the reader gives up; after the lock is released the error clears."""
+    """While another process holds DuckDB's write lock, every page still answers 200 with the
+    data read before; /temperature.json (and the rain page) report the failed read once the
+    reader gives up, the data shown being the last read before it; after the lock is released
+    the error clears. That no request waits for the lock is asserted on what the handlers do,
+    not on how long they take: test_dashboard_pages' test_no_request_opens_the_warehouse."""
     rain_before = httpx.get(f"{server}/rain", timeout=10).json()
     temperature_before = temperature_status(server)
     assert temperature_before["status"]["last_error"] is None
@@ -156,19 +151,14 @@ def test_pages_answer_while_another_process_holds_the_write_lock(server):
     try:
         assert holder.stdout.readline().strip() == "locked"
         requests = 0
-        slowest = 0.0
         deadline = time.monotonic() + 30
         error = None
         with httpx.Client(base_url=server, timeout=10) as client:
             while error is None:
                 for path in GOOD:
-                    started = time.perf_counter()
                     response = client.get(path)
-                    elapsed = time.perf_counter() - started
                     requests += 1
-                    slowest = max(slowest, elapsed)
                     assert response.status_code == 200, path
-                    assert elapsed < 1.0, f"{path} took {elapsed:.2f} s"
                 assert client.get("/rain").json() == rain_before
                 data = client.get("/temperature.json").json()
                 assert data["points"] == temperature_before["points"]
@@ -176,8 +166,14 @@ def test_pages_answer_while_another_process_holds_the_write_lock(server):
                 error = data["status"]["last_error"]
                 assert time.monotonic() < deadline, "the failed read was never reported"
                 time.sleep(0.1)
-            print(f"\nlock: {requests} requests under the lock, slowest {slowest:.3f} s")
+            print(f"\nlock: {requests} requests under the lock")
             assert "lock" in error.lower(), error
+            # The pages show the last good read, made before the failed one.
+            read_at, failed_at = (
+                datetime.fromisoformat(data["status"][name])
+                for name in ("warehouse_read_at", "last_error_at")
+            )
+            assert read_at < failed_at
             assert "Last warehouse read failed" in client.get("/").text
     finally:
         holder.stdin.close()
