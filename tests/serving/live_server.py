@@ -11,6 +11,8 @@ the situation in production, where Dagster runs and uvicorn workers are separate
 
 The app reads its settings (``DATA_DIR``, ``DASHBOARD_REFRESH_SECONDS``, ...) from the
 environment when it starts, so set them (monkeypatch, ``platform_env``) before starting it.
+With ``TEST_CLOCK_FILE`` set, the app's "now" (``resources.clock.utcnow``) is the moment last
+written to that file with ``set_app_clock``, or the real time while there is none.
 Starting costs seconds of imports (dagster, sklearn for the model); ``LiveApp`` does those
 while the test prepares the data, and runs the lifespan only when told to serve.
 """
@@ -25,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -41,6 +44,7 @@ PLATFORM_VARIABLES = (
     "S3_ENDPOINT_URL", "WAREHOUSE_PATH", "LOCATIONS_FILE", "OPENWEATHERMAP_BASE_URL",
 )  # fmt: skip
 STARTUP_TIMEOUT_S = 60.0
+CLOCK_FILE_ENV = "TEST_CLOCK_FILE"
 T = TypeVar("T")
 
 
@@ -108,12 +112,42 @@ def populated_platform(
         yield instance
 
 
+def install_file_clock(path: str | Path) -> None:
+    """In the app's process: ``resources.clock.utcnow()`` becomes the moment in ``path``
+    (written by ``set_app_clock``), or the real time while the file does not exist."""
+    from resources import clock
+
+    real_utcnow, file = clock.utcnow, Path(path)
+
+    def utcnow() -> datetime:
+        try:
+            return datetime.fromisoformat(file.read_text())
+        except FileNotFoundError:
+            return real_utcnow()
+
+    clock.utcnow = utcnow
+
+
+def set_app_clock(path: Path, moment: datetime | None) -> None:
+    """The "now" of an app started with ``TEST_CLOCK_FILE=path``; None: the real time again."""
+    if moment is None:
+        path.unlink(missing_ok=True)
+        return
+    temp = path.with_name(f"{path.name}.tmp")
+    temp.write_text(moment.isoformat())
+    os.replace(temp, path)  # atomic: the app never reads half a timestamp
+
+
 # Imports what the app needs (the slow part), then waits for "serve <port>" on stdin.
-LAUNCHER = """
+LAUNCHER = f"""
+import os
 import sys
 import uvicorn
 import serving.app
 import sklearn.ensemble  # unpickling the volume model imports it
+if os.environ.get("{CLOCK_FILE_ENV}"):
+    from tests.serving.live_server import install_file_clock
+    install_file_clock(os.environ["{CLOCK_FILE_ENV}"])
 line = sys.stdin.readline().split()
 if line[:1] == ["serve"]:
     uvicorn.run("serving.app:create_app", factory=True, host="127.0.0.1", port=int(line[1]),

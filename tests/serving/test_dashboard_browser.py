@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.serving.dashboard_data import materialize_rain
-from tests.serving.live_server import live_platform, wait_for
+from tests.serving.live_server import CLOCK_FILE_ENV, live_platform, set_app_clock, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -57,10 +58,35 @@ def browser() -> Iterator[WebDriver]:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory) -> Iterator[tuple[str, dg.DagsterInstance]]:
-    """A populated platform of the module's own, served (snapshot refreshed every 0.5 s)."""
-    with live_platform(tmp_path_factory, "dashboard", DASHBOARD_REFRESH_SECONDS="0.5") as pair:
+def clock_file(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("dashboard-clock") / "now"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, clock_file) -> Iterator[tuple[str, dg.DagsterInstance]]:
+    """A populated platform of the module's own, served (snapshot refreshed every 0.5 s), its
+    "now" settable (``app_clock``)."""
+    env = {"DASHBOARD_REFRESH_SECONDS": "0.5", CLOCK_FILE_ENV: str(clock_file)}
+    with live_platform(tmp_path_factory, "dashboard", **env) as pair:
         yield pair
+
+
+@pytest.fixture
+def app_clock(clock_file) -> Iterator[Callable[[datetime], None]]:
+    """Sets the served app's "now" (``resources.clock``); the real time again after the test."""
+    yield lambda moment: set_app_clock(clock_file, moment)
+    set_app_clock(clock_file, None)
+
+
+def utc(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+def set_page_clock(browser: WebDriver, moment: datetime) -> None:
+    """The open page's ``Date.now()``: what its refresh measures the rows' age against."""
+    browser.execute_script(
+        "const now = arguments[0]; Date.now = () => now;", moment.timestamp() * 1000
+    )
 
 
 def rain_json(server: str) -> list[dict]:
@@ -73,11 +99,15 @@ def mm_text(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def test_rain_page_shows_the_latest_rows_office_first(browser, server):
+def test_rain_page_shows_the_latest_rows_office_first(browser, server, app_clock):
     """Every /rain row is a table row, the office first and highlighted, its next-hour mm
-    as /rain says (2 decimals); fresh data, so the stale note is hidden."""
+    as /rain says (2 decimals); the stale note hidden while the rows are under 3 minutes old,
+    shown past that. Their age is taken on the app's clock, set here: on the wall clock it
+    would depend on how long populating the platform and the earlier tests took."""
     rows = rain_json(server)
     assert rows, "the populated platform has rain rows"
+    as_of = utc(rows[0]["window_start"])
+    app_clock(as_of + timedelta(seconds=90))
     browser.get(f"{server}/")
     shown = browser.find_elements(By.CSS_SELECTOR, "#rain-table tbody tr[data-location]")
     assert len(shown) == len(rows)
@@ -87,16 +117,30 @@ def test_rain_page_shows_the_latest_rows_office_first(browser, server):
     assert "office" in first.get_attribute("class").split()
     office_mm = rows[0]["next_hour_precipitation_mm"]
     assert first.find_element(By.CSS_SELECTOR, "td.mm").text == mm_text(office_mm)
-    assert not browser.find_element(By.ID, "stale-note").is_displayed(), (
-        f"stale note shown for rows of {rows[0]['window_start']}"
-    )
+    assert browser.find_element(By.ID, "age").text == "90"
+    assert not browser.find_element(By.ID, "stale-note").is_displayed()
     assert browser.find_elements(By.ID, "read-error") == []
+
+    app_clock(as_of + timedelta(minutes=3, seconds=1))
+    browser.get(f"{server}/")
+    assert browser.find_element(By.ID, "age").text == "181"
+    assert browser.find_element(By.ID, "stale-note").is_displayed()
+
+
+def refresh_rain(browser: WebDriver) -> str:
+    """Run the open rain page's refreshRain(); the status line it leaves."""
+    return browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "refreshRain().then(() => done(document.getElementById('rain-status').textContent),"
+        "                   (error) => done('refreshRain failed: ' + error));"
+    )
 
 
 def test_rain_page_refreshes_without_reloading(browser, server, platform):
     """A newer minute materialized while the page is open reaches it through the page's own
     refresh (refreshRain(), what its timer calls) without a reload: the status names the new
-    minute, the office's mm matches /rain, and a marker set on window survives."""
+    minute, the office's mm matches /rain, and a marker set on window survives. The page's
+    clock is set, so the stale note follows the rows' age, not how long the test took."""
     browser.get(f"{server}/")
     before = rain_json(server)[0]["window_start"]
     browser.execute_script("window.__noReload = 'still here'")
@@ -108,15 +152,12 @@ def test_rain_page_refreshes_without_reloading(browser, server, platform):
         timeout=20,
         what="the snapshot to pick up the new minute",
     )
-    new_minute = datetime.fromisoformat(rows[0]["window_start"].replace("Z", "+00:00"))
-    assert new_minute > datetime.fromisoformat(before.replace("Z", "+00:00"))
+    new_minute = utc(rows[0]["window_start"])
+    assert new_minute > utc(before)
 
-    status = browser.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "refreshRain().then(() => done(document.getElementById('rain-status').textContent),"
-        "                   (error) => done('refreshRain failed: ' + error));"
-    )
-    assert f"For the hour from {new_minute:%Y-%m-%d %H:%M} UTC" in status
+    set_page_clock(browser, new_minute + timedelta(seconds=90))
+    status = refresh_rain(browser)
+    assert f"For the hour from {new_minute:%Y-%m-%d %H:%M} UTC (90 s ago)" in status
     assert browser.execute_script("return window.__noReload") == "still here"
     assert browser.execute_script("return performance.timeOrigin") == navigation_start
     shown = browser.find_elements(By.CSS_SELECTOR, "#rain-table tbody tr[data-location]")
@@ -127,6 +168,10 @@ def test_rain_page_refreshes_without_reloading(browser, server, platform):
         rows[0]["next_hour_precipitation_mm"]
     )
     assert not browser.find_element(By.ID, "stale-note").is_displayed()
+
+    set_page_clock(browser, new_minute + timedelta(minutes=3, seconds=1))
+    assert "(181 s ago)" in refresh_rain(browser)
+    assert browser.find_element(By.ID, "stale-note").is_displayed()
 
 
 def test_temperature_page_draws_both_charts(browser, server):
@@ -157,11 +202,16 @@ def fill_and_submit(browser: WebDriver, server: str, values: dict[str, str]) -> 
         field = browser.find_element(By.ID, name)
         field.clear()
         field.send_keys(value)
-    page = browser.find_element(By.TAG_NAME, "html")
+    browser.execute_script("window.__formPage = true")  # gone with the page the click replaces
     browser.find_element(By.ID, "predict").click()
-    wait = WebDriverWait(browser, 10)
-    wait.until(expected_conditions.staleness_of(page))  # the form's page is gone
-    wait.until(lambda b: b.execute_script("return document.readyState") == "complete")
+    # Polls the window, never an element of the page being replaced: while the documents swap,
+    # chromedriver may answer a call on such an element with an error rather than "stale"
+    # (seen: HTTP 500 to element/.../enabled); a call failing mid-swap is polled again.
+    WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,)).until(
+        lambda b: b.execute_script(
+            "return !window.__formPage && document.readyState === 'complete'"
+        )
+    )
     assert "/volume?" in browser.current_url  # a GET form: the values are in the URL
 
 
