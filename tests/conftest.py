@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -111,3 +112,14 @@ def s3_bucket(moto_server, monkeypatch) -> str:
     bucket = f"platform-{uuid.uuid4().hex[:16]}"
     boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket=bucket)
     return bucket
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A server that takes connections and never answers: a request to it times out whatever
+    the client's timeout and however loaded the machine (a handler sleeping a fixed time might
+    answer first, and would finish into the next test's request log)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes the connections; nothing ever reads them
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"

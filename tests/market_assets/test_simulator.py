@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -35,16 +34,14 @@ TINY = StockDatasetSpec(symbols=12, mean_years=1.0, seed=5)
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> tuple[StockDatasetManifest, float]:
-    started = time.perf_counter()
-    manifest = write_stock_dataset(tmp_path_factory.mktemp("small") / "market", SMALL)
-    return manifest, time.perf_counter() - started
+def small(tmp_path_factory) -> StockDatasetManifest:
+    return write_stock_dataset(tmp_path_factory.mktemp("small") / "market", SMALL)
 
 
 @pytest.fixture(scope="module")
 def clean(small) -> dict[str, pl.DataFrame]:
     """Every non-empty file's clean rows, typed, by relative path."""
-    root = small[0].root
+    root = small.root
     frames = {}
     for path in sorted(root.glob("*/*.csv")):
         if path.stat().st_size:
@@ -91,7 +88,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_layout_and_headers(small):
-    manifest, _ = small
+    manifest = small
     root = manifest.root
     assert {p.name for p in root.iterdir()} == {*FOLDERS, META_FILE, MARKER_FILE}
     csvs = sorted(root.glob("*/*.csv"))
@@ -106,7 +103,7 @@ def test_layout_and_headers(small):
 
 
 def test_metadata_matches_the_files(small):
-    manifest, _ = small
+    manifest = small
     root = manifest.root
     meta = pl.read_csv(root / META_FILE, infer_schema=False)
     assert meta.columns == list(META_COLUMNS) and len(meta) == SMALL.symbols
@@ -139,7 +136,7 @@ def test_metadata_matches_the_files(small):
 
 
 def test_manifest_counts_match_the_files(small, clean):
-    manifest, _ = small
+    manifest = small
     assert sum(len(f) for f in clean.values()) == manifest.rows
     junk = {
         p.relative_to(manifest.root).as_posix(): _malformed_lines(p)
@@ -215,7 +212,7 @@ def test_prices_are_consistent_and_varied(clean):
 
 def test_volume_written_as_float_in_some_files_and_integer_in_others(small):
     styles = set()
-    for path in small[0].root.glob("*/*.csv"):
+    for path in small.root.glob("*/*.csv"):
         lines = path.read_text().splitlines()[1:]
         kinds = {line.rsplit(",", 1)[1].endswith(".0") for line in lines if _parses(line)}
         assert len(kinds) <= 1, path  # one style per file
@@ -303,11 +300,11 @@ def test_ensure_never_replaces_unrelated_data_and_cleans_abandoned_temps(tmp_pat
     assert not abandoned.exists()
 
 
-def test_small_size_and_speed(small):
-    manifest, seconds = small
+def test_small_size(small):
+    """How long generation takes is measured by benchmarks, not asserted here."""
+    manifest = small
     assert manifest.files == SMALL.symbols - SMALL.missing_files
     assert 20_000 < manifest.rows < 150_000
-    assert seconds < 15  # ~0.3 s on an idle machine; loose for shared CI
 
 
 def test_kaggle_spec_plans_the_real_volume():
@@ -329,11 +326,11 @@ def test_spec_validation():
 
 
 def test_cli_reports_the_manifest(small, capsys):
-    manifest, _ = small
+    manifest = small
     assert main(["--out", str(manifest.root), "--size", "small"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rows"] == manifest.rows and report["files"] == manifest.files
-    assert report["bytes"] > 1_000_000 and report["seconds"] < 1
+    assert report["bytes"] > 1_000_000 and report["seconds"] >= 0
 
 
 @pytest.mark.parametrize("phi", [0.0, 1e-7, 0.3, 0.9, 0.985])

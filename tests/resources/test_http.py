@@ -335,17 +335,6 @@ def test_503_five_times_gives_up_after_exactly_five_requests(
     )
 
 
-@pytest.fixture
-def silent_url() -> Iterator[str]:
-    """A server that takes connections and never answers: a request to it times out whatever
-    the client's timeout and however loaded the machine (a handler sleeping a fixed time might
-    answer first, and would finish into the next test's request log)."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)  # the kernel completes the connections; nothing ever reads them
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-
-
 def test_timeout_then_200(client_factory, sleeps: SleepRecorder) -> None:
     """The first connection is held open without an answer; the retry's is answered at once."""
     listener = socket.socket()

@@ -32,10 +32,12 @@ QUERY = {
 OFFICE = Location("office", "Office", 52.084516, 5.115539)
 
 
-def client(httpserver, attempts: int = 3) -> OneCallClient:
+def client(server, attempts: int = 3) -> OneCallClient:
+    """A client of ``server``: pytest-httpserver's, or a base URL."""
+    base_url = server if isinstance(server, str) else server.url_for("/").rstrip("/")
     http = HttpClient(
         service="OpenWeatherMap",
-        base_url=httpserver.url_for("/").rstrip("/"),
+        base_url=base_url,
         key_env_var="OPENWEATHERMAP_API_KEY",
         secrets=[KEY],
         timeout_s=0.5,
@@ -89,16 +91,12 @@ def test_401_names_the_variable_and_hides_the_key(httpserver):
     assert KEY not in str(caught.value)
 
 
-def test_timeout_every_time_becomes_a_clear_error(httpserver):
-    import time
-
-    def slow(_request):
-        time.sleep(0.8)
-        return Response(json.dumps(BODY), content_type="application/json")
-
-    httpserver.expect_request("/data/3.0/onecall").respond_with_handler(slow)
+def test_timeout_every_time_becomes_a_clear_error(silent_url):
+    """A server that never answers: every attempt times out, whatever the machine's load."""
+    one_call = client(silent_url, attempts=2)
     with pytest.raises(ApiError, match=r"did not answer within 0\.5 s"):
-        client(httpserver, attempts=2).minutely(OFFICE.lat, OFFICE.lon)
+        one_call.minutely(OFFICE.lat, OFFICE.lon)
+    assert one_call.retries_by_reason == {"timeout": 1}
 
 
 def test_fanout_keeps_order_reports_failures_and_aborts_on_a_rejected_key(httpserver):
