@@ -279,12 +279,6 @@ def aggregate(clean: pl.DataFrame, minutes: int) -> pl.DataFrame:
             radians.cos().mean().alias("_north"),
         )
     )
-    degrees = pl.arctan2(pl.col("_east"), pl.col("_north")) * (180.0 / math.pi)
-    degrees = pl.when(degrees < 0).then(degrees + 360.0).otherwise(degrees)
-    resultant = (pl.col("_east") ** 2 + pl.col("_north") ** 2).sqrt()
-    wind_deg_mean = pl.when(resultant >= CALM_RESULTANT).then(
-        pl.when(degrees >= 360.0).then(0.0).otherwise(degrees)
-    )
     start = pl.from_epoch(pl.col("_bucket"), time_unit="s").dt.replace_time_zone("UTC")
     return (
         grouped.select(
@@ -298,8 +292,18 @@ def aggregate(clean: pl.DataFrame, minutes: int) -> pl.DataFrame:
             "humidity_mean",
             "pressure_mean",
             "wind_speed_mean",
-            wind_deg_mean.alias("wind_deg_mean"),
+            _mean_direction(pl.col("_east"), pl.col("_north")).alias("wind_deg_mean"),
         )
         .sort(STATION, BUCKET_START)
         .collect()
+    )
+
+
+def _mean_direction(east: pl.Expr, north: pl.Expr) -> pl.Expr:
+    """Degrees in [0, 360) of the mean unit vector (east, north); null when it is calm."""
+    degrees = pl.arctan2(east, north) * (180.0 / math.pi)
+    degrees = pl.when(degrees < 0).then(degrees + 360.0).otherwise(degrees)
+    resultant = (east**2 + north**2).sqrt()
+    return pl.when(resultant >= CALM_RESULTANT).then(
+        pl.when(degrees >= 360.0).then(0.0).otherwise(degrees)
     )

@@ -321,12 +321,6 @@ def aggregate(clean: DataFrame, minutes: int) -> DataFrame:
             F.avg(F.cos(radians)).alias("_north"),
         )
     )
-    degrees = F.degrees(F.atan2(F.col("_east"), F.col("_north")))
-    degrees = F.when(degrees < 0, degrees + 360.0).otherwise(degrees)
-    resultant = F.sqrt(F.col("_east") ** 2 + F.col("_north") ** 2)
-    wind_deg_mean = F.when(
-        resultant >= CALM_RESULTANT, F.when(degrees >= 360.0, 0.0).otherwise(degrees)
-    )
     return grouped.select(
         F.col(STATION),
         F.timestamp_seconds(F.col("_bucket")).alias(BUCKET_START),
@@ -338,8 +332,16 @@ def aggregate(clean: DataFrame, minutes: int) -> DataFrame:
         "humidity_mean",
         "pressure_mean",
         "wind_speed_mean",
-        wind_deg_mean.alias("wind_deg_mean"),
+        _mean_direction(F.col("_east"), F.col("_north")).alias("wind_deg_mean"),
     ).orderBy(STATION, BUCKET_START)
+
+
+def _mean_direction(east: Column, north: Column) -> Column:
+    """Degrees in [0, 360) of the mean unit vector (east, north); null when it is calm."""
+    degrees = F.degrees(F.atan2(east, north))
+    degrees = F.when(degrees < 0, degrees + 360.0).otherwise(degrees)
+    resultant = F.sqrt(east**2 + north**2)
+    return F.when(resultant >= CALM_RESULTANT, F.when(degrees >= 360.0, 0.0).otherwise(degrees))
 
 
 LAG_HOURS = (1, 2, 23, 24)
