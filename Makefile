@@ -10,6 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 DAGSTER_PORT ?= 3000
 SERVE_PORT ?= 8000
 SERVE_WORKERS ?= 2
+TEST_WORKERS ?= 2
 
 .PHONY: help install settings dagster-home esios-backfill run demo rain serve test bench lint format clean
 
@@ -77,9 +78,11 @@ serve: install settings
 	OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host 0.0.0.0 --port $(SERVE_PORT) \
 		--workers $(SERVE_WORKERS)
 
-# PYTEST_ARGS narrows it, e.g. `make test PYTEST_ARGS="-m e2e"` (CI runs that with DAGSTER_PG_URL).
+# The whole suite on TEST_WORKERS processes (pytest-xdist; a module's tests stay on one worker,
+# so module fixtures run once). PYTEST_ARGS narrows it, e.g. `make test PYTEST_ARGS="-m e2e"`
+# (CI runs that with DAGSTER_PG_URL); TEST_WORKERS=0 runs everything in this one process.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/definitions_load.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,12 +61,40 @@ def platform_resources(platform_env):
     return build_resources(load_settings())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _instance_database_per_worker() -> Iterator[None]:
+    """Under pytest-xdist each worker wipes its instance before every test, so with
+    ``DAGSTER_PG_URL`` set each worker gets a database of its own (``<name>_<worker>``, made
+    fresh), and nothing one worker wipes belongs to another."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    url = os.environ.get(PG_URL_ENV)
+    if not (worker and url):
+        yield
+        return
+    import sqlalchemy as sa
+
+    validate_pg_url(url)
+    base = sa.make_url(url)
+    name = f"{base.database}_{worker}"
+    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+        conn.execute(sa.text(f'create database "{name}"'))
+    admin.dispose()
+    os.environ[PG_URL_ENV] = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield
+    finally:
+        os.environ[PG_URL_ENV] = url
+
+
 @pytest.fixture
 def instance():
     """The Dagster instance end-to-end tests materialize through.
 
     SQLite in a temp dir by default; with ``DAGSTER_PG_URL`` set (CI does it once), instance
-    storage in that PostgreSQL database, wiped before each test so tests stay independent.
+    storage in that PostgreSQL database (one per xdist worker), wiped before each test so
+    tests stay independent.
     """
     pg_url = os.environ.get(PG_URL_ENV)
     if not pg_url:
@@ -84,6 +113,15 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "instance" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
+
+
+def pytest_collection_finish(session):
+    """Every test has a node id of its own: pytest-xdist dispatches by node id, so two tests
+    sharing one would run once between them."""
+    counts = Counter(item.nodeid for item in session.items)
+    shared = sorted(nodeid for nodeid, n in counts.items() if n > 1)
+    if shared:
+        raise pytest.UsageError(f"tests share a node id: {', '.join(shared)}")
 
 
 def _free_port() -> int:

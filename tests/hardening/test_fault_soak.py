@@ -1,6 +1,9 @@
 """Soak (CI form): 30 consecutive minute runs of the rain stream with 20% of requests failing.
 
-The full form (every coordinate in the registry) is ``benchmarks/fault_soak.py``.
+The full form (every coordinate in the registry, real waits) is ``benchmarks/fault_soak.py``.
+Here the clients' retry waits are recorded instead of slept: the soak is about what the runs
+do under faults, and that a client waits exactly ``Retry-After`` is pinned by
+tests/resources/test_http.py and test_simulator_faults.py.
 """
 
 from __future__ import annotations
@@ -8,9 +11,11 @@ from __future__ import annotations
 from collections import Counter
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
 from definitions import build_resources
+from resources.http import HttpClient
 from resources.settings import load_settings
 from tests.hardening.soak_driver import (
     consecutive_minutes,
@@ -27,7 +32,15 @@ COORDINATES = 20
 FAULT_RATE = "0.2"
 
 
-def test_thirty_minutes_at_twenty_percent_faults(platform_env, monkeypatch, instance):
+@pytest.fixture
+def retry_waits(monkeypatch) -> list[float]:
+    """Every wait an HTTP client would sleep before a retry, in order, none of them slept."""
+    waits: list[float] = []
+    monkeypatch.setitem(HttpClient.__init__.__kwdefaults__, "sleep", waits.append)
+    return waits
+
+
+def test_thirty_minutes_at_twenty_percent_faults(platform_env, monkeypatch, instance, retry_waits):
     default_registry = load_settings().locations_file
     locations_file = write_locations(platform_env / "locations.csv", default_registry, COORDINATES)
     monkeypatch.setenv("LOCATIONS_FILE", str(locations_file))
@@ -50,7 +63,14 @@ def test_thirty_minutes_at_twenty_percent_faults(platform_env, monkeypatch, inst
     assert 0.1 * calls < total_retries < 0.4 * calls
     assert {"HTTP 429", "timeout", "malformed body"} <= set(reasons)
     assert any(r in reasons for r in ("HTTP 500", "HTTP 502", "HTTP 503"))
-    assert any("Retry-After: 1" in line for o in outcomes for line in o.retry_log_lines)
+    retry_after_lines = [
+        line for o in outcomes for line in o.retry_log_lines if "(Retry-After: 1)" in line
+    ]
+    assert retry_after_lines
+    # One wait per retry; a 429's is exactly its Retry-After (backoff waits are jittered below
+    # their ceiling).
+    assert len(retry_waits) == total_retries
+    assert retry_waits.count(1.0) >= len(retry_after_lines)
 
     # Every coordinate exactly once per partition, no duplicate forecast rows.
     stored = stored_totals(settings.warehouse_path, keys)

@@ -17,3 +17,12 @@ def server(live) -> str:
 def platform(live) -> dg.DagsterInstance:
     """The instance the live platform was populated with (to materialize more data)."""
     return live[1]
+
+
+def pytest_collection_modifyitems(items):
+    """Schemathesis 4.32 names one item per API operation (``test[GET /rain]``), but under
+    pytest 9 every one gets the function's bare node id; pytest-xdist dispatches by node id, so
+    three of the four operations would silently not run. Give each item its own id."""
+    for item in items:
+        if type(item).__name__ == "SchemathesisFunction" and item.name != item.originalname:
+            item._id = item.parent.id.child(item.name)
