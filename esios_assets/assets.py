@@ -23,7 +23,7 @@ from esios_assets.transform import (
     export_frame,
     month_bounds_utc,
 )
-from resources.asset_metadata import column_schema
+from resources.asset_metadata import column_schema, warehouse_table
 from resources.http import ApiAuthError
 from resources.settings import load_settings
 from resources.sql import SqlDatabase
@@ -59,11 +59,7 @@ _WAREHOUSE_COLUMNS = [
     freshness_policy=dg.FreshnessPolicy.time_window(
         fail_window=timedelta(days=35), warn_window=timedelta(days=32)
     ),
-    metadata={
-        "schema": "esios",
-        "partition_expr": "datetime_local",
-        **column_schema(*_WAREHOUSE_COLUMNS),
-    },
+    metadata=warehouse_table("esios", *_WAREHOUSE_COLUMNS, partition_expr="datetime_local"),
 )
 def esios_demand_forecast(context: dg.AssetExecutionContext, esios: EsiosResource) -> pl.DataFrame:
     """ESIOS indicator 460, the hourly day-ahead forecast of peninsular demand (MW), one

@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 
 from esios_assets.simulator import EsiosSimulator
-from resources.http import ApiResponseError, HttpClient, RetryPolicy
+from resources.http import HttpClient, RetryPolicy
 from resources.source import SourceConfig
 
 __all__ = [
@@ -73,16 +73,9 @@ class EsiosClient:
 
     def indicator(self, indicator_id: int, params: dict[str, str]) -> dict[str, Any]:
         """``GET /indicators/{id}`` with ``params``; the parsed JSON object."""
-        path = f"/indicators/{indicator_id}"
-        payload = self._http.get_json(path, params=params, headers=self._headers())
-        if not isinstance(payload, dict):
-            raise ApiResponseError(
-                f"{SERVICE} answered {type(payload).__name__}, not a JSON object, for GET {path}",
-                service=SERVICE,
-                status=200,
-                url=path,
-            )
-        return payload
+        return self._http.get_json_object(
+            f"/indicators/{indicator_id}", params=params, headers=self._headers()
+        )
 
     def demand_forecast_month(self, month_start: date) -> dict[str, Any]:
         """Indicator 460 for one Spanish local month (see :func:`month_query`)."""

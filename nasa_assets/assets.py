@@ -22,7 +22,6 @@ from nasa_assets.download import (
     DOWNLOADED,
     FAILED,
     DownloadJob,
-    StoreSpec,
     download_partition,
     summarize,
 )
@@ -30,7 +29,7 @@ from nasa_assets.keys import query_folder, safe_key_component, stored_ids
 from nasa_assets.partitions import NASA_QUERIES
 from nasa_assets.queries import validate_query
 from nasa_assets.search import DEFAULT_RENDITION, RENDITIONS, sample, search_frame
-from resources.asset_metadata import column_schema
+from resources.asset_metadata import column_schema, warehouse_table
 from resources.http import ApiAuthError
 from resources.object_store import ObjectStore
 from resources.settings import load_settings
@@ -92,11 +91,7 @@ def _query(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
     partitions_def=NASA_QUERIES,
     pool=DUCKDB_POOL,
     retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
-    metadata={
-        "schema": SCHEMA,
-        "partition_expr": "query",
-        **column_schema(*_SEARCH_COLUMNS),
-    },
+    metadata=warehouse_table(SCHEMA, *_SEARCH_COLUMNS, partition_expr="query"),
 )
 def nasa_image_search(
     context: dg.AssetExecutionContext,
@@ -178,15 +173,6 @@ def completed_ids(store: ObjectStore, query: str) -> set[str]:
     return images & metadata
 
 
-def _store_spec(store: ObjectStore) -> StoreSpec:
-    return StoreSpec(
-        bucket=store.bucket,
-        prefix=store.prefix,
-        endpoint_url=store.endpoint_url,
-        local_dir=str(store.local_dir),
-    )
-
-
 def _failure_table(failures: list[dict]) -> str:
     lines = ["| nasa_id | error |", "| --- | --- |"]
     for outcome in failures[:LISTED_FAILURES]:
@@ -247,7 +233,7 @@ def _download_on_spark(
     tasks = min(config.tasks or sc.defaultParallelism, len(todo))
     job = DownloadJob(
         client=nasa_library.spec().share(tasks),
-        store=_store_spec(store),
+        store=store.spec(),
         query=query,
         rendition=config.rendition,
     )

@@ -30,6 +30,7 @@ from nasa_assets.search import (
     sniff_extension,
 )
 from resources.http import ApiError
+from resources.object_store import ObjectStoreSpec
 
 DOWNLOADED = "downloaded"
 FAILED = "failed"
@@ -43,31 +44,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class StoreSpec:
-    """The object store's settings, to rebuild it in a Spark worker."""
-
-    bucket: str | None
-    prefix: str
-    endpoint_url: str | None
-    local_dir: str
-
-    def build(self):
-        from resources.object_store import ObjectStore
-
-        return ObjectStore(
-            bucket=self.bucket,
-            prefix=self.prefix,
-            endpoint_url=self.endpoint_url,
-            local_dir=self.local_dir,
-        )
-
-
-@dataclass(frozen=True)
 class DownloadJob:
     """What every task of one run needs (pickled once to the workers)."""
 
     client: NasaClientSpec
-    store: StoreSpec
+    store: ObjectStoreSpec
     query: str
     rendition: str = DEFAULT_RENDITION
     progress_every: int = 50

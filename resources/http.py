@@ -329,6 +329,25 @@ class HttpClient:
         merged = {"Accept": "application/json", **(headers or {})}
         return self._get(path, params, merged, want_json=True)
 
+    def get_json_object(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """``get_json`` for APIs that always answer an object: anything else (a list, a string,
+        a number) is an ``ApiResponseError`` naming the request."""
+        payload = self.get_json(path, params, headers)
+        if not isinstance(payload, dict):
+            raise ApiResponseError(
+                f"{self.service} answered {type(payload).__name__}, not a JSON object, "
+                f"for GET {self._log_target(path)}",
+                service=self.service,
+                status=200,
+                url=self._log_target(path),
+            )
+        return payload
+
     def get_bytes(
         self,
         path_or_url: str,

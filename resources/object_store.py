@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -129,6 +130,29 @@ class ObjectStore(dg.ConfigurableResource):
             for key in keys:
                 self._path(key).unlink(missing_ok=True)
         return len(keys)
+
+    def spec(self) -> ObjectStoreSpec:
+        """This store's settings as plain values, to rebuild it in another process."""
+        return ObjectStoreSpec(self.bucket, self.prefix, self.endpoint_url, str(self.local_dir))
+
+
+@dataclass(frozen=True)
+class ObjectStoreSpec:
+    """An object store's settings, picklable: a Spark task rebuilds the store from it (the
+    resource itself may hold a live S3 client, which does not pickle)."""
+
+    bucket: str | None
+    prefix: str
+    endpoint_url: str | None
+    local_dir: str
+
+    def build(self) -> ObjectStore:
+        return ObjectStore(
+            bucket=self.bucket,
+            prefix=self.prefix,
+            endpoint_url=self.endpoint_url,
+            local_dir=self.local_dir,
+        )
 
 
 def object_store_from(settings: Settings) -> ObjectStore:

@@ -161,3 +161,51 @@ def silent_url() -> Iterator[str]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)  # the kernel completes the connections; nothing ever reads them
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """``TEST_POSTGRES_URL`` (``.ci/run`` sets it when a local server answers). Without it a
+    test that needs PostgreSQL fails when ``CI`` is set, and is skipped, saying why, elsewhere."""
+    url = os.environ.get("TEST_POSTGRES_URL")
+    if not url:
+        reason = "TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg2://postgres@127.0.0.1/test)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the PostgreSQL tests")
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture
+def postgres_schema(postgres_url) -> Iterator[str]:
+    """A scratch schema in that database, dropped with everything in it after the test."""
+    import sqlalchemy as sa
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(schema))
+    try:
+        yield schema
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.schema.DropSchema(schema, cascade=True))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_database(postgres_url) -> Iterator[str]:
+    """A new empty database on that server (its URL), dropped after the test."""
+    import sqlalchemy as sa
+
+    server = sa.make_url(postgres_url)
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'create database "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+        admin.dispose()

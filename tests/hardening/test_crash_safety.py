@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -272,27 +271,16 @@ def sql_target(request, tmp_path) -> Iterator[SqlDatabase]:
         yield database
         database.engine().dispose()
         return
-    url = os.environ.get("TEST_POSTGRES_URL")
-    if not url:
-        reason = "TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg2://postgres@127.0.0.1/test)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    schema = f"crash_{uuid.uuid4().hex[:12]}"
+    url = request.getfixturevalue("postgres_url")
+    schema = request.getfixturevalue("postgres_schema")
     admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
     create_demand_forecast_table(admin, schema=schema)
+    admin.dispose()
     # The asset loads the unqualified table: the search path points it at the scratch schema.
     scoped = sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
     database = SqlDatabase(url=scoped.render_as_string(hide_password=False))
-    try:
-        yield database
-    finally:
-        database.engine().dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        admin.dispose()
+    yield database
+    database.engine().dispose()
 
 
 @contextmanager

@@ -19,7 +19,7 @@ import shlex
 import sys
 import tomllib
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -570,25 +570,9 @@ def test_instance_limits_match_the_local_template():
 
 
 @pytest.fixture
-def throwaway_postgres() -> Iterator[sa.URL]:
+def throwaway_postgres(postgres_database) -> sa.URL:
     """An empty database on TEST_POSTGRES_URL's server, dropped afterwards."""
-    url = os.environ.get("TEST_POSTGRES_URL")
-    if not url:
-        reason = "TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg2://postgres@127.0.0.1/test)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run the deployment instance test")
-        pytest.skip(reason)
-    server = sa.make_url(url)
-    name = f"deploy_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield server.set(database=name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return sa.make_url(postgres_database)
 
 
 @pytest.mark.integration

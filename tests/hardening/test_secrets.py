@@ -779,12 +779,13 @@ def test_the_scanner_finds_a_key_in_logs_and_in_the_instance(tmp_path, caplog, c
 def test_the_spark_task_with_the_nasa_key_stays_out_of_the_py4j_trace(tmp_path, caplog):
     """The closure nasa_images ships to Spark holds the key (the workers call the API); py4j's
     DEBUG trace would print it, base64-encoded, without resources/spark.py's filter."""
-    from nasa_assets.download import DownloadJob, StoreSpec, download_partition
+    from nasa_assets.download import DownloadJob, download_partition
+    from resources.object_store import ObjectStoreSpec
     from tests.weather_assets.conftest import shared_spark_session
 
     sc = shared_spark_session().sparkContext
     spec = NasaImagesResource(source=SourceConfig(mode="live"), api_key=PLANTED).spec()
-    job = DownloadJob(spec, StoreSpec(None, "p", None, str(tmp_path)), query="moon")
+    job = DownloadJob(spec, ObjectStoreSpec(None, "p", None, str(tmp_path)), query="moon")
     caplog.set_level(logging.DEBUG)
     sc.parallelize([], 1).mapPartitionsWithIndex(
         lambda index, part: download_partition(job, index, part)

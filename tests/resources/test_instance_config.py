@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import dagster as dg
 import pytest
 import yaml
@@ -60,34 +57,20 @@ def test_a_refused_url_fails_the_command_and_writes_nothing(tmp_path, monkeypatc
 
 
 @pytest.mark.integration
-def test_the_written_file_opens_an_instance_on_postgresql(tmp_path, monkeypatch) -> None:
+def test_the_written_file_opens_an_instance_on_postgresql(
+    tmp_path, monkeypatch, postgres_database
+) -> None:
     """The generated dagster.yaml, loaded the way `dagster dev` loads it, on the local server."""
-    base = os.environ.get("TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("CI"):
-            pytest.fail("TEST_POSTGRES_URL must be set in CI")
-        pytest.skip("TEST_POSTGRES_URL not set")
-    import sqlalchemy as sa
+    monkeypatch.setenv("DAGSTER_PG_URL", postgres_database)
+    home = tmp_path / "home"
+    assert main([str(home / "dagster.yaml")]) == 0
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
 
-    name = f"dagster_cfg_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
-    try:
-        monkeypatch.setenv("DAGSTER_PG_URL", base.rsplit("/", 1)[0] + f"/{name}")
-        home = tmp_path / "home"
-        assert main([str(home / "dagster.yaml")]) == 0
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-            assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        @dg.asset
+        def probe() -> int:
+            return 1
 
-            @dg.asset
-            def probe() -> int:
-                return 1
-
-            assert dg.materialize([probe], instance=instance).success
-            assert instance.get_latest_materialization_event(dg.AssetKey("probe")) is not None
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-        admin.dispose()
+        assert dg.materialize([probe], instance=instance).success
+        assert instance.get_latest_materialization_event(dg.AssetKey("probe")) is not None

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import traceback
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -456,22 +454,11 @@ def test_password_field_never_in_errors():
 
 
 @pytest.fixture
-def postgres_db():
-    url = os.environ.get("TEST_POSTGRES_URL")
-    if not url:
-        reason = "TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg2://postgres@127.0.0.1/test)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    db = SqlDatabase(url=url)
-    schema = f"test_sql_{uuid.uuid4().hex[:12]}"
-    with db.engine().begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
+def postgres_db(postgres_url, postgres_schema):
+    db = SqlDatabase(url=postgres_url)
     try:
-        yield db, schema
+        yield db, postgres_schema
     finally:
-        with db.engine().begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
         db.engine().dispose()
 
 

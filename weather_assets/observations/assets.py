@@ -13,7 +13,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from resources.asset_metadata import column_schema
+from resources.asset_metadata import column_schema, warehouse_table
 from resources.object_store import ObjectStore
 from resources.spark import SPARK_POOL, cluster_facts, to_spark_uri
 from resources.warehouse import DUCKDB_POOL
@@ -251,13 +251,11 @@ def weather_observations_features(
     group_name="weather",
     kinds={"pyspark", "duckdb"},
     pool=DUCKDB_POOL,
-    metadata={
-        "schema": "weather",
-        **column_schema(
-            ("fact", "VARCHAR", "What is reported (host, spark_version, master, ...)."),
-            ("value", "VARCHAR", "Its value, read from the live session."),
-        ),
-    },
+    metadata=warehouse_table(
+        "weather",
+        ("fact", "VARCHAR", "What is reported (host, spark_version, master, ...)."),
+        ("value", "VARCHAR", "Its value, read from the live session."),
+    ),
 )
 def spark_cluster_report(
     context: dg.AssetExecutionContext, pyspark: LazyPySparkResource

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from weather_assets.observations import etl_spark
 from weather_assets.observations.etl_spark import (
     BOUNDS,
     BUCKET,
@@ -207,17 +208,9 @@ def _flag_outliers(df: pl.LazyFrame) -> pl.LazyFrame:
     return _reject(df, "outlier", pl.col("_deviation") > threshold).drop("_deviation")
 
 
-# Rule by rule, in the documented order; the same names as ``etl_spark.CLEANING_STEPS``.
-CLEANING_STEPS = (
-    _flag_malformed,
-    _parse_timestamp,
-    _null_sentinels,
-    _null_out_of_bounds,
-    _flag_missing_temperature,
-    _add_bucket,
-    _flag_duplicates,
-    _flag_outliers,
-)
+# Rule by rule, in the documented order: ``etl_spark.CLEANING_STEPS``, each step by the same
+# name here (a step missing in this engine is a KeyError at import).
+CLEANING_STEPS = tuple(globals()[step.__name__] for step in etl_spark.CLEANING_STEPS)
 
 
 def clean_observations(raw: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:

@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 
 from resources import clock
-from resources.asset_metadata import column_schema
+from resources.asset_metadata import warehouse_table
 from resources.http import ApiAuthError
 from resources.object_store import ObjectStore
 from resources.warehouse import DUCKDB_POOL
@@ -85,11 +85,7 @@ def _archive(store: ObjectStore, minute: datetime, results: list[NowcastResult])
     partitions_def=RAIN_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=DUCKDB_POOL,
-    metadata={
-        "schema": "weather",
-        "partition_expr": "fetched_minute",
-        **column_schema(*_FORECAST_COLUMNS),
-    },
+    metadata=warehouse_table("weather", *_FORECAST_COLUMNS, partition_expr="fetched_minute"),
 )
 def rain_forecasts(
     context: dg.AssetExecutionContext,
@@ -163,11 +159,7 @@ def rain_forecasts(
     partitions_def=RAIN_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=DUCKDB_POOL,
-    metadata={
-        "schema": "weather",
-        "partition_expr": "window_start",
-        **column_schema(*_NEXT_HOUR_COLUMNS),
-    },
+    metadata=warehouse_table("weather", *_NEXT_HOUR_COLUMNS, partition_expr="window_start"),
 )
 def rolling_precipitation_sum(
     context: dg.AssetExecutionContext,

@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from resources.http import ApiAuthError, ApiError, ApiResponseError, HttpClient, RetryPolicy
+from resources.http import ApiAuthError, ApiError, HttpClient, RetryPolicy
 from resources.rate_limit import TokenBucket
 from resources.settings import OPENWEATHERMAP_BASE_URL
 from resources.source import SourceConfig
@@ -47,7 +47,7 @@ class OneCallClient:
         return self._http.stats.retries_by_reason
 
     def minutely(self, lat: float, lon: float) -> dict[str, Any]:
-        payload = self._http.get_json(
+        return self._http.get_json_object(
             ONECALL_PATH,
             params={
                 "lat": f"{lat:.6f}",
@@ -57,14 +57,6 @@ class OneCallClient:
                 "appid": self._api_key,
             },
         )
-        if not isinstance(payload, dict):
-            raise ApiResponseError(
-                f"{SERVICE} answered {type(payload).__name__}, not a JSON object",
-                service=SERVICE,
-                status=200,
-                url=ONECALL_PATH,
-            )
-        return payload
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import dagster as dg
 import polars as pl
 
 from resources import clock
-from resources.asset_metadata import column_schema
+from resources.asset_metadata import column_schema, warehouse_table
 from resources.object_store import ObjectStore
 from resources.warehouse import DUCKDB_POOL
 from weather_assets.locations import CoordinateRegistry
@@ -113,15 +113,13 @@ def _office_hourly(store: ObjectStore) -> pl.DataFrame:
     partitions_def=HOURLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=DUCKDB_POOL,
-    metadata={
-        "schema": "weather",
-        "partition_expr": "timestamp",
-        **column_schema(
-            ("timestamp", "TIMESTAMP", "Hour start (UTC)."),
-            ("temperature_c", "DOUBLE", "Mean of the hour's clean readings, °C."),
-            ("readings", "BIGINT", "Clean readings averaged."),
-        ),
-    },
+    metadata=warehouse_table(
+        "weather",
+        ("timestamp", "TIMESTAMP", "Hour start (UTC)."),
+        ("temperature_c", "DOUBLE", "Mean of the hour's clean readings, °C."),
+        ("readings", "BIGINT", "Clean readings averaged."),
+        partition_expr="timestamp",
+    ),
 )
 def temperature_actuals(
     context: dg.AssetExecutionContext,
@@ -179,21 +177,19 @@ def temperature_actuals(
         ),
         "temperature_model": dg.AssetIn(input_manager_key="object_io_manager"),
     },
-    metadata={
-        "schema": "weather",
-        # The partition is the last observed hour; the row's target is the hour after it.
-        "partition_expr": "target_hour - INTERVAL 1 HOUR",
-        **column_schema(
-            (
-                "made_at",
-                "TIMESTAMP",
-                "When the forecast was issued: the end of the last observed hour (UTC).",
-            ),
-            ("target_hour", "TIMESTAMP", "Start of the forecast hour (UTC)."),
-            ("predicted_c", "DOUBLE", "Predicted mean temperature of the target hour, °C."),
-            ("model_version", "VARCHAR", "temperature_model version used."),
+    # The partition is the last observed hour; the row's target is the hour after it.
+    metadata=warehouse_table(
+        "weather",
+        (
+            "made_at",
+            "TIMESTAMP",
+            "When the forecast was issued: the end of the last observed hour (UTC).",
         ),
-    },
+        ("target_hour", "TIMESTAMP", "Start of the forecast hour (UTC)."),
+        ("predicted_c", "DOUBLE", "Predicted mean temperature of the target hour, °C."),
+        ("model_version", "VARCHAR", "temperature_model version used."),
+        partition_expr="target_hour - INTERVAL 1 HOUR",
+    ),
 )
 def temperature_predictions(
     context: dg.AssetExecutionContext,
@@ -308,21 +304,19 @@ def rolling_accuracy(
             )
         ),
     },
-    metadata={
-        "schema": "weather",
-        "partition_expr": "target_hour",
-        **column_schema(
-            ("target_hour", "TIMESTAMP", "The scored hour (UTC)."),
-            ("predicted_c", "DOUBLE", "What was predicted an hour earlier, °C."),
-            ("actual_c", "DOUBLE", "The observed hourly mean, °C."),
-            ("squared_error", "DOUBLE", "(predicted - actual)², °C²."),
-            ("mse_24h", "DOUBLE", "sklearn mean_squared_error over the last 24 scored hours."),
-            ("hours_24h", "BIGINT", "Scored hours in the 24 h window."),
-            ("mse_7d", "DOUBLE", "The same over the last 7 days."),
-            ("hours_7d", "BIGINT", "Scored hours in the 7 d window."),
-            ("model_version", "VARCHAR", "Model that made the prediction."),
-        ),
-    },
+    metadata=warehouse_table(
+        "weather",
+        ("target_hour", "TIMESTAMP", "The scored hour (UTC)."),
+        ("predicted_c", "DOUBLE", "What was predicted an hour earlier, °C."),
+        ("actual_c", "DOUBLE", "The observed hourly mean, °C."),
+        ("squared_error", "DOUBLE", "(predicted - actual)², °C²."),
+        ("mse_24h", "DOUBLE", "sklearn mean_squared_error over the last 24 scored hours."),
+        ("hours_24h", "BIGINT", "Scored hours in the 24 h window."),
+        ("mse_7d", "DOUBLE", "The same over the last 7 days."),
+        ("hours_7d", "BIGINT", "Scored hours in the 7 d window."),
+        ("model_version", "VARCHAR", "Model that made the prediction."),
+        partition_expr="target_hour",
+    ),
 )
 def temperature_accuracy(
     context: dg.AssetExecutionContext,
