@@ -5,6 +5,7 @@ Datasets are parquet partitioned by ``observed_date`` under the object store
 whole (dynamic partition overwrite), so re-running a day gives the same data, once.
 """
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -24,6 +25,17 @@ from weather_assets.stations.feed import StationFeed, to_csv_bytes
 from weather_assets.stations.poll_store import read_polls
 
 RAW_PREFIX = "weather/observations_raw"
+
+
+# Every stage is a daily partition of one UTC day; a range of days is backfilled in one run.
+daily_asset = functools.partial(
+    dg.asset,
+    group_name="weather",
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+# The Spark stages: parquet datasets, one Spark job at a time (the spark pool).
+spark_dataset = functools.partial(daily_asset, kinds={"pyspark", "parquet"}, pool=SPARK_POOL)
 
 
 def dataset_uri(store: ObjectStore, name: str) -> str:
@@ -64,11 +76,8 @@ _AGGREGATE = [
 ]
 
 
-@dg.asset(
-    group_name="weather",
+@daily_asset(
     kinds={"python", "csv", "s3"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     metadata={
         **column_schema(
             _STATION,
@@ -112,13 +121,8 @@ def weather_observations_raw(
     )
 
 
-@dg.asset(
-    group_name="weather",
-    kinds={"pyspark", "parquet"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+@spark_dataset(
     deps=[weather_observations_raw],
-    pool=SPARK_POOL,
     metadata=column_schema(
         _STATION,
         ("observed_at", "TIMESTAMP", "UTC instant, second precision."),
@@ -162,14 +166,9 @@ def weather_observations_clean(
 
 
 def _aggregate_asset(name: str, minutes: int, description: str):
-    @dg.asset(
+    @spark_dataset(
         name=name,
-        group_name="weather",
-        kinds={"pyspark", "parquet"},
-        partitions_def=DAILY,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[weather_observations_clean],
-        pool=SPARK_POOL,
         metadata=column_schema(*_AGGREGATE),
         description=description,
     )
@@ -205,13 +204,8 @@ weather_observations_hourly = _aggregate_asset(
 )
 
 
-@dg.asset(
-    group_name="weather",
-    kinds={"pyspark", "parquet"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+@spark_dataset(
     deps=[weather_observations_hourly],
-    pool=SPARK_POOL,
     metadata=column_schema(
         *_AGGREGATE,
         *[

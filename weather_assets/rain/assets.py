@@ -1,6 +1,7 @@
 """Dagster wiring of the minute rain nowcast: the forecasts of each minute and their next-hour
 totals (checks in ``checks``, jobs and schedules in ``jobs``)."""
 
+import functools
 import gzip
 import json
 import time
@@ -58,6 +59,18 @@ _NEXT_HOUR_COLUMNS = [
 ]
 
 
+# Both assets: DuckDB tables of minute partitions, written in the duckdb pool; a range of
+# minutes is one run.
+minute_table = functools.partial(
+    dg.asset,
+    group_name="weather",
+    kinds={"python", "polars", "duckdb"},
+    partitions_def=RAIN_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=DUCKDB_POOL,
+)
+
+
 class RainFetchConfig(dg.Config):
     max_failed_share: float = 0.05
     """Fail the partition if more than this share of coordinates could not be fetched."""
@@ -79,12 +92,7 @@ def _archive(store: ObjectStore, minute: datetime, results: list[NowcastResult])
     return store.put_bytes(key, body, content_type="application/gzip")
 
 
-@dg.asset(
-    group_name="weather",
-    kinds={"python", "polars", "duckdb"},
-    partitions_def=RAIN_PARTITIONS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
+@minute_table(
     metadata=warehouse_table("weather", *_FORECAST_COLUMNS, partition_expr="fetched_minute"),
 )
 def rain_forecasts(
@@ -153,12 +161,7 @@ def rain_forecasts(
     return forecasts
 
 
-@dg.asset(
-    group_name="weather",
-    kinds={"python", "polars", "duckdb"},
-    partitions_def=RAIN_PARTITIONS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
+@minute_table(
     metadata=warehouse_table("weather", *_NEXT_HOUR_COLUMNS, partition_expr="window_start"),
 )
 def rolling_precipitation_sum(

@@ -32,14 +32,18 @@ def _checked_window(
     return None if latest is None else (latest, latest + timedelta(minutes=1))
 
 
+# The partition column of each checked table (its metadata's partition_expr).
+_PARTITION_COLUMN = {
+    "rain_forecasts": "fetched_minute",
+    "rolling_precipitation_sum": "window_start",
+}
+
+
 def _query_window(
-    context: dg.AssetCheckExecutionContext,
-    warehouse: DuckDBResource,
-    table: str,
-    column: str,
-    sql: str,
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, table: str, sql: str
 ) -> tuple | None:
     """Run ``sql`` (with ``{where}`` for the window predicate) against the checked minutes."""
+    column = _PARTITION_COLUMN[table]
     with warehouse.get_connection() as conn:
         window = _checked_window(context, conn, table, column)
         if window is None:
@@ -57,7 +61,6 @@ def rain_forecasts_unique_per_minute(
         context,
         warehouse,
         "rain_forecasts",
-        "fetched_minute",
         "select count(*), coalesce(string_agg(distinct location_id, ', '), '') from ("
         " select location_id from weather.rain_forecasts where {where}"
         " group by location_id, fetched_minute, forecast_at having count(*) > 1)",
@@ -78,7 +81,6 @@ def rain_forecasts_rates_non_negative(
         context,
         warehouse,
         "rain_forecasts",
-        "fetched_minute",
         "select count(*) from weather.rain_forecasts where {where} and precipitation_mm_per_h < 0",
     )
     negative = row[0] if row else 0
@@ -96,7 +98,6 @@ def rain_forecasts_nowcast_coverage(
         context,
         warehouse,
         "rain_forecasts",
-        "fetched_minute",
         "select coalesce(avg(has_nowcast::double), 0) from ("
         " select bool_or(forecast_at is not null) as has_nowcast from weather.rain_forecasts"
         " where {where} group by location_id, fetched_minute)",
@@ -121,7 +122,6 @@ def rolling_precipitation_sum_one_row_per_coordinate(
         context,
         warehouse,
         "rolling_precipitation_sum",
-        "window_start",
         f"select count(*) filter (where n_rows <> {registered} or n_ids <> {registered}),"
         " coalesce(sum(bad), 0) from ("
         " select count(*) as n_rows, count(distinct location_id) as n_ids,"

@@ -8,6 +8,7 @@ actual mean of hour P, predicts hour P + 1 from hours P-23..P, and scores the pr
 the previous run made for hour P. One run per hour, at minute 2, once hour P is complete.
 """
 
+import functools
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -26,6 +27,17 @@ from weather_assets.stations.poll_store import read_polls
 
 OFFICE = "office"
 HOUR = timedelta(hours=1)
+
+
+# The hourly tables: one partition per observed hour, written in the duckdb pool; a range of
+# hours (the bootstrap, a backfill) is one run.
+hourly_table = functools.partial(
+    dg.asset,
+    group_name="weather",
+    partitions_def=HOURLY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=DUCKDB_POOL,
+)
 
 
 class TemperatureModelConfig(dg.Config):
@@ -107,12 +119,8 @@ def _office_hourly(store: ObjectStore) -> pl.DataFrame:
     )
 
 
-@dg.asset(
-    group_name="weather",
+@hourly_table(
     kinds={"python", "polars", "duckdb"},
-    partitions_def=HOURLY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
     metadata=warehouse_table(
         "weather",
         ("timestamp", "TIMESTAMP", "Hour start (UTC)."),
@@ -163,12 +171,8 @@ def temperature_actuals(
     return actuals
 
 
-@dg.asset(
-    group_name="weather",
+@hourly_table(
     kinds={"python", "scikitlearn", "duckdb"},
-    partitions_def=HOURLY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
     ins={
         "temperature_actuals": dg.AssetIn(
             partition_mapping=dg.TimeWindowPartitionMapping(
@@ -286,12 +290,8 @@ def rolling_accuracy(
     }
 
 
-@dg.asset(
-    group_name="weather",
+@hourly_table(
     kinds={"python", "scikitlearn", "duckdb"},
-    partitions_def=HOURLY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
     ins={
         "temperature_predictions": dg.AssetIn(
             partition_mapping=dg.TimeWindowPartitionMapping(
