@@ -15,11 +15,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from market_assets.model_store import load_model, read_pointer
+from resources import clock
 from resources.object_store import ObjectStore
-from resources.settings import DEFAULT_MODEL_RELOAD_SECONDS, load_settings
+from resources.settings import DEFAULT_MODEL_RELOAD_SECONDS
 from serving.predictor import Predictor, make_predictor
 
 # A child of uvicorn's logger, so these lines show up in the server's log.
@@ -29,14 +29,8 @@ DEFAULT_RELOAD_SECONDS = DEFAULT_MODEL_RELOAD_SECONDS
 RETRY_FAILED_SECONDS = 60.0
 
 
-def reload_seconds_from_env() -> float:
-    """MODEL_RELOAD_SECONDS: how often a worker checks for a new version (default 5, >= 0);
-    ``Settings.model_reload_seconds``, read now (raises ``SettingsError`` like any setting)."""
-    return load_settings().model_reload_seconds
-
-
 def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return clock.utcnow().isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

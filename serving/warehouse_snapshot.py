@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 
 from resources import clock
-from resources.settings import DEFAULT_DASHBOARD_REFRESH_SECONDS, load_settings
+from resources.settings import DEFAULT_DASHBOARD_REFRESH_SECONDS
 from resources.warehouse import read_only_connection
 from weather_assets.locations import LocationsError, load_locations
 from weather_assets.rain.latest import LATEST_SQL
@@ -57,12 +57,6 @@ MODEL_SQL = """
 select model_version, made_at from weather.temperature_predictions
 order by made_at desc limit 1
 """
-
-
-def refresh_seconds_from_env() -> float:
-    """DASHBOARD_REFRESH_SECONDS (default 10, > 0): ``Settings.dashboard_refresh_seconds``, read
-    now (raises ``SettingsError``, a ``ValueError``, like any setting)."""
-    return load_settings().dashboard_refresh_seconds
 
 
 def _utc(value: Any) -> Any:

@@ -16,7 +16,7 @@ from market_assets.model_store import publish_model
 from resources.object_store import ObjectStore, object_store_from
 from resources.settings import SettingsError, load_settings
 from serving.app import app
-from serving.model_holder import ModelHolder, reload_seconds_from_env
+from serving.model_holder import ModelHolder
 from serving.predict_api import NO_MODEL
 from serving.predictor import to_volume
 
@@ -167,13 +167,13 @@ def test_openapi_documents_the_answers(client):
 
 def test_reload_seconds_setting(monkeypatch):
     monkeypatch.delenv("MODEL_RELOAD_SECONDS", raising=False)
-    assert reload_seconds_from_env() == 5
+    assert load_settings().model_reload_seconds == 5
     monkeypatch.setenv("MODEL_RELOAD_SECONDS", "0.5")
-    assert reload_seconds_from_env() == 0.5
+    assert load_settings().model_reload_seconds == 0.5
     for bad in ("soon", "-1", "nan"):
         monkeypatch.setenv("MODEL_RELOAD_SECONDS", bad)
         with pytest.raises(SettingsError, match="MODEL_RELOAD_SECONDS"):
-            reload_seconds_from_env()
+            load_settings()
 
 
 def test_only_one_request_waits_for_a_check(tmp_path):

@@ -13,7 +13,6 @@ from serving.warehouse_snapshot import (
     Snapshot,
     SnapshotHolder,
     read_snapshot,
-    refresh_seconds_from_env,
 )
 from tests.serving.dashboard_data import temperature_frames, write_temperature_tables
 
@@ -78,10 +77,10 @@ def test_rain_staleness_follows_the_window_start():
 
 def test_refresh_seconds_setting(monkeypatch):
     monkeypatch.delenv("DASHBOARD_REFRESH_SECONDS", raising=False)
-    assert refresh_seconds_from_env() == DEFAULT_REFRESH_SECONDS
+    assert load_settings().dashboard_refresh_seconds == DEFAULT_REFRESH_SECONDS
     monkeypatch.setenv("DASHBOARD_REFRESH_SECONDS", "2.5")
-    assert refresh_seconds_from_env() == 2.5
+    assert load_settings().dashboard_refresh_seconds == 2.5
     for bad in ("0", "soon"):
         monkeypatch.setenv("DASHBOARD_REFRESH_SECONDS", bad)
         with pytest.raises(ValueError, match="DASHBOARD_REFRESH_SECONDS"):
-            refresh_seconds_from_env()
+            load_settings()
