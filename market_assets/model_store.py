@@ -19,8 +19,10 @@ import hashlib
 import json
 import pickle
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from resources import clock
 
 if TYPE_CHECKING:
     from resources.object_store import ObjectStore
@@ -69,7 +71,7 @@ def publish_model(
     """Write a new version, then point ``current.json`` at it, then prune old versions."""
     if keep < 1:
         raise ValueError(f"keep must be >= 1 (the current version is always kept), got {keep}")
-    now = datetime.now(UTC)
+    now = clock.utcnow()
     version = _new_version(now)
     published_at = now.isoformat().replace("+00:00", "Z")
     payload = pickle.dumps(estimator, protocol=5)

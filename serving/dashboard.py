@@ -8,7 +8,7 @@ Every handler reads the in-memory ``Snapshot`` (``serving.warehouse_snapshot``),
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from resources import clock
 from serving.charts import Series, line_chart
 from serving.predict_api import (
     AdjCloseRollingMed,
@@ -225,7 +226,7 @@ async def volume_page(
             "prediction": prediction,
             "unavailable": unavailable,
             "model": holder_of(request).status(),
-            "now": datetime.now(UTC),
+            "now": clock.utcnow(),
         },
         status_code=status_code,
     )

@@ -20,13 +20,14 @@ import math
 import operator
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from urllib.parse import unquote_plus, urlsplit
 
 import numpy as np
 import requests
 
+from resources import clock as clock_module
 from resources.simulators.adapter import SimulatorAdapter
 from resources.simulators.faults import FaultPlan
 from weather_assets.rain.rain_field import has_nowcast, rain_rate_mm_per_h
@@ -68,10 +69,6 @@ _SERVER_HEADERS = {
 
 def _default_key_check(key: str) -> bool:
     return bool(key) and not key.startswith("invalid")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def approximate_timezone(lon: float) -> tuple[str, int]:
@@ -213,7 +210,8 @@ class OneCallSimulator(SimulatorAdapter):
         if not 0.0 <= no_nowcast_share <= 1.0:
             raise ValueError("no_nowcast_share must be within [0, 1]")
         self.seed = int(seed)
-        self._clock = clock or _utc_now
+        # Looked up at each call, so a test that sets resources.clock sets this one too.
+        self._clock = clock or (lambda: clock_module.utcnow())
         self.calls_per_minute = calls_per_minute
         self._is_valid_key = is_valid_key or _default_key_check
         self.no_nowcast_share = float(no_nowcast_share)
