@@ -51,6 +51,8 @@ DEFAULT_MODEL_RELOAD_SECONDS = 5.0
 DEFAULT_DASHBOARD_REFRESH_SECONDS = 10.0
 # 100,000 partitions per asset is Dagster's recommended ceiling: 69 days of minutes.
 MAX_RAIN_PARTITION_DAYS = 69
+# The embedded NATS server's port: off the standard 4222, so a system server there is left alone.
+DEFAULT_NATS_PORT = 14222
 
 # Where ``.env`` is read from: the working directory, as Dagster does. ``None`` reads none
 # (tests/conftest.py sets that, so a developer's own .env never leaks into the suite).
@@ -149,6 +151,12 @@ class Settings(BaseSettings):
     simulator_fault_rate: float = Field(0.0, validation_alias="SIMULATOR_FAULT_RATE")
     rain_partition_days: int = Field(30, validation_alias="RAIN_PARTITION_DAYS")
     rain_raw_retention_hours: int = Field(48, validation_alias="RAIN_RAW_RETENTION_HOURS")
+    # The rain stream's log (resources/jetstream.py, weather_assets/rain/stream/).
+    nats_url: str | None = Field(None, validation_alias="NATS_URL")
+    nats_port: int = Field(DEFAULT_NATS_PORT, validation_alias="NATS_PORT")
+    rain_stream_max_age_hours: int = Field(48, validation_alias="RAIN_STREAM_MAX_AGE_HOURS")
+    rain_stream_replicas: int = Field(1, validation_alias="RAIN_STREAM_REPLICAS")
+    rain_minute_grace_seconds: int = Field(90, validation_alias="RAIN_MINUTE_GRACE_SECONDS")
     observation_stations: str = Field(
         DEFAULT_OBSERVATION_STATIONS, validation_alias="OBSERVATION_STATIONS"
     )
@@ -210,7 +218,15 @@ class Settings(BaseSettings):
             )
         return days
 
-    @field_validator("rain_raw_retention_hours", "openweathermap_calls_per_minute", mode="before")
+    @field_validator(
+        "rain_raw_retention_hours",
+        "openweathermap_calls_per_minute",
+        "nats_port",
+        "rain_stream_max_age_hours",
+        "rain_stream_replicas",
+        "rain_minute_grace_seconds",
+        mode="before",
+    )
     @classmethod
     def _positive_integer(cls, raw: Any) -> Any:
         return _at_least_one(_integer(raw))

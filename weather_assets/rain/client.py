@@ -16,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 
+from resources import clock
 from resources.http import ApiAuthError, ApiError, HttpClient, RetryPolicy
 from resources.rate_limit import TokenBucket
 from resources.settings import OPENWEATHERMAP_BASE_URL
@@ -68,6 +69,8 @@ class NowcastResult:
     rows: list[tuple[int, float | None]]
     payload: dict[str, Any] | None
     error: str | None = None
+    answered_at: datetime | None = None
+    """When the answer (or the last failure) came back, by the ``now`` given to the fetch."""
 
 
 def fetch_nowcasts(
@@ -75,12 +78,14 @@ def fetch_nowcasts(
     clients: Sequence[OneCallClient],
     *,
     max_workers: int = 16,
+    now: Callable[[], datetime] | None = None,
 ) -> list[NowcastResult]:
     """Fetch every coordinate, shard ``i`` through ``clients[i]``, in registry order.
 
     A coordinate that still fails after the client's retries is reported, not raised, so one
     bad answer does not cost the other coordinates their minute; a rejected key aborts all.
     """
+    now = now or clock.utcnow
     if len(clients) != len(shards):
         raise ValueError(f"{len(shards)} shards need {len(shards)} clients, got {len(clients)}")
 
@@ -91,8 +96,8 @@ def fetch_nowcasts(
         except ApiAuthError:
             raise
         except (ApiError, PayloadError) as exc:
-            return NowcastResult(location, shard_index, [], None, str(exc))
-        return NowcastResult(location, shard_index, rows, payload)
+            return NowcastResult(location, shard_index, [], None, str(exc), now())
+        return NowcastResult(location, shard_index, rows, payload, None, now())
 
     jobs = [(i, loc) for i, shard in enumerate(shards) for loc in shard]
     with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
