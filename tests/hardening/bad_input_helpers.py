@@ -64,14 +64,15 @@ def rows(database: str, sql: str) -> list[tuple]:
 
 
 def onecall_json(request: Request) -> Response:
-    """A well-formed One Call 3.0 answer with a light rain nowcast from the current minute."""
-    now = int(datetime.now(UTC).timestamp()) // 60 * 60
+    """A well-formed One Call 3.0 answer with a light rain nowcast, from the next full minute
+    as the real API answers."""
+    first = int(datetime.now(UTC).timestamp()) // 60 * 60 + 60
     body = {
         "lat": float(request.args["lat"]),
         "lon": float(request.args["lon"]),
         "timezone": "Etc/GMT",
         "timezone_offset": 0,
-        "minutely": [{"dt": now + 60 * i, "precipitation": 0.6} for i in range(61)],
+        "minutely": [{"dt": first + 60 * i, "precipitation": 0.6} for i in range(61)],
     }
     return Response(json.dumps(body), content_type="application/json")
 

@@ -471,8 +471,8 @@ def onecall(
         if kind == "stalled":
             assert stalled is not None
             stalled.wait(timeout=120)
-        now = int(datetime.now(UTC).timestamp()) // 60 * 60
-        minutely = [{"dt": now + 60 * i, "precipitation": 0.6} for i in range(61)]
+        first = int(datetime.now(UTC).timestamp()) // 60 * 60 + 60  # the next full minute
+        minutely = [{"dt": first + 60 * i, "precipitation": 0.6} for i in range(61)]
         return as_json({"lat": float(lat), "lon": 5.1, "timezone": "Etc/GMT", "minutely": minutely})
 
     return handle

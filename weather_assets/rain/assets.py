@@ -41,15 +41,23 @@ _FORECAST_COLUMNS = [
     (
         "forecast_at",
         "TIMESTAMP",
-        "UTC minute forecast; null when the API had no nowcast for the coordinate.",
+        "UTC minute forecast, 61 from the minute after the call; null when the API had no nowcast.",
     ),
     ("precipitation_mm_per_h", "DOUBLE", "One Call 3.0 minutely.precipitation: a rate in mm/h."),
 ]
 
 _NEXT_HOUR_COLUMNS = [
     *_COORD_COLUMNS,
-    ("window_start", "TIMESTAMP", "UTC partition minute, inclusive."),
-    ("window_end", "TIMESTAMP", "window_start + 60 min, exclusive."),
+    (
+        "window_start",
+        "TIMESTAMP",
+        "UTC minute of the call (the partition); the window is the 60 forecast minutes after it.",
+    ),
+    (
+        "window_end",
+        "TIMESTAMP",
+        "window_start + 60 min, inclusive: minutes in (window_start, window_end].",
+    ),
     (
         "next_hour_precipitation_mm",
         "DOUBLE",
@@ -104,9 +112,10 @@ def rain_forecasts(
 ) -> pl.DataFrame:
     """The One Call 3.0 minutely nowcast of every registered coordinate, fetched in the minute.
 
-    One row per coordinate per forecast minute (61 from the fetch minute). Coordinates fan out
-    over shards, each within one API key's per-minute limit. A coordinate without a nowcast keeps
-    a single row with null forecast_at, so it is never silently dropped.
+    One row per coordinate per forecast minute (61 from the minute after the call, as the real
+    API answers). Coordinates fan out over shards, each within one API key's per-minute limit. A
+    coordinate without a nowcast keeps a single row with null forecast_at, so it is never
+    silently dropped.
     """
     shards = coordinates.shards(openweathermap.calls_per_minute)
     n_locations = sum(len(s) for s in shards)
@@ -172,8 +181,8 @@ def rolling_precipitation_sum(
 ) -> pl.DataFrame:
     """How much rain falls in the next hour at each coordinate: one number per lat-lon pair.
 
-    The sum of rate/60 (mm/h -> mm per minute) over the forecast minutes in
-    [partition minute, +60 min). Null with minutes_covered = 0 where there is no nowcast.
+    The sum of rate/60 (mm/h -> mm per minute) over the 60 forecast minutes after the call, in
+    (partition minute, +60 min]. Null with minutes_covered = 0 where there is no nowcast.
     """
     totals = next_hour_precipitation(rain_forecasts)
     latest = totals.filter(pl.col("window_start") == pl.col("window_start").max())

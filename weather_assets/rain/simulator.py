@@ -10,8 +10,16 @@ Answers have the real API's status codes, error bodies and JSON shape, are deter
 in (seed, coordinate, time) — see :mod:`weather_assets.rain.rain_field` — and each API key
 is held to a token-bucket rate limit like a real subscription.
 
-Only the ``minutely`` block is simulated; ``current``, ``hourly``, ``daily`` and ``alerts``
-are never returned, whatever ``exclude`` says.
+The window is the real API's: a call made at ``now`` is answered with 61 ``minutely``
+entries from the next full minute, ``floor(now / 60) * 60 + 60`` (also when ``now`` is exactly
+on a minute boundary, as the partition minute of a backfill is), one minute apart. The
+documented example: a call at ``current.dt`` 1684929490 (10 s into its minute) gets
+``minutely`` from 1684929540. So the 60 minutes after the call's minute are entries 0-59 and
+the 61st entry is one minute beyond them.
+
+Only ``minutely`` is simulated in full. ``current`` is returned unless ``exclude`` names it,
+reduced to ``{"dt": <call time, unix seconds>}`` (the real API's ``current.dt`` is the time of
+the call); ``hourly``, ``daily`` and ``alerts`` are never returned, whatever ``exclude`` says.
 """
 
 from __future__ import annotations
@@ -115,6 +123,11 @@ def _dry_entries(first_dt: int) -> str:
     return ",".join(p + "0}" for p in _entry_prefixes(first_dt))
 
 
+def first_minutely_dt(now: datetime) -> int:
+    """Unix seconds of the first ``minutely`` entry of a call at ``now``: the next full minute."""
+    return math.floor(now.timestamp() / 60) * 60 + 60
+
+
 def _query_params(query: str) -> dict[str, str]:
     """parse_qsl's result (first value wins) at a fraction of its cost on the hot path."""
     params: dict[str, str] = {}
@@ -146,12 +159,14 @@ def onecall_json(
     seed: int = 0,
     no_nowcast_share: float = 0.03,
     minutely: bool = True,
+    current: bool = True,
 ) -> bytes:
     """The 200 body for one request, serialised compactly like the real API.
 
-    Hand-built rather than json.dumps'ed because it is most of the per-call cost.
-    Coordinates are rounded to 4 decimals first (as echoed), so the body is a function
-    of what the response itself says.
+    ``minutely`` holds 61 entries from the minute after ``now``'s (see the module docstring);
+    ``current`` is ``{"dt": int(now)}``. Hand-built rather than json.dumps'ed because it is
+    most of the per-call cost. Coordinates are rounded to 4 decimals first (as echoed), so the
+    body is a function of what the response itself says.
     """
     lat, lon = round(lat, 4), round(lon, 4)
     tz_name, tz_offset = approximate_timezone(lon)
@@ -159,9 +174,11 @@ def onecall_json(
         f'{{"lat":{_json_number(lat)},"lon":{_json_number(lon)},'
         f'"timezone":"{tz_name}","timezone_offset":{tz_offset}'
     )
+    if current:
+        head += f',"current":{{"dt":{int(now.timestamp())}}}'
     if not (minutely and has_nowcast(lat, lon, seed, no_nowcast_share)):
         return (head + "}").encode()
-    first = math.floor(now.timestamp() / 60) * 60
+    first = first_minutely_dt(now)
     dts = first + 60 * np.arange(MINUTES, dtype=np.int64)
     hundredths = np.rint(rain_rate_mm_per_h(lat, lon, dts, seed) * 100).astype(np.int64)
     if not hundredths.any():  # dry, most of the time
@@ -271,5 +288,6 @@ class OneCallSimulator(SimulatorAdapter):
             seed=self.seed,
             no_nowcast_share=self.no_nowcast_share,
             minutely="minutely" not in excluded,
+            current="current" not in excluded,
         )
         return 200, body

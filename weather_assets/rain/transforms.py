@@ -2,7 +2,15 @@
 
 No Dagster here: these are the functions the unit tests pin down and the benchmark times.
 One Call 3.0 documents ``minutely.precipitation`` as a rate in mm/h, so one forecast minute
-contributes ``rate / 60`` mm; the next hour is the 60 minutes in ``[fetched_minute, +60 min)``.
+contributes ``rate / 60`` mm.
+
+The window, as the real API answers: a call made during minute ``M`` (``fetched_minute``) gets
+61 ``minutely`` entries from the NEXT full minute, ``M + 1 min`` .. ``M + 61 min`` (the
+documented example: ``current.dt`` 1684929490, 10 s into its minute, ``minutely`` from
+1684929540). The next hour is the 60 forecast minutes that follow the call, ``forecast_at`` in
+``(fetched_minute, fetched_minute + 60 min]``: entries 0-59 of a timely answer, the 61st is
+outside. ``window_start`` is ``M`` (the partition), ``window_end`` is ``M + 60 min``, inclusive.
+An answer fetched a minute late starts at ``M + 2 min`` and covers 59 of those minutes.
 """
 
 from __future__ import annotations
@@ -113,15 +121,16 @@ def forecasts_frame(
 
 
 def next_hour_precipitation(forecasts: pl.DataFrame) -> pl.DataFrame:
-    """Per coordinate and fetch minute: mm expected in ``[fetched_minute, +60 min)``.
+    """Per coordinate and fetch minute: mm expected in ``(fetched_minute, +60 min]``.
 
-    ``minutes_covered`` counts forecast minutes with a rate inside the window; with none the
-    total is null (unknown), not 0 (dry).
+    The 60 forecast minutes after the call's minute (M+1 .. M+60, see the module docstring).
+    ``minutes_covered`` counts forecast minutes with a rate inside the window (60 against a
+    full answer); with none the total is null (unknown), not 0 (dry).
     """
     window_end = pl.col("fetched_minute") + WINDOW
     in_window = (
-        (pl.col("forecast_at") >= pl.col("fetched_minute"))
-        & (pl.col("forecast_at") < window_end)
+        (pl.col("forecast_at") > pl.col("fetched_minute"))
+        & (pl.col("forecast_at") <= window_end)
         & pl.col("precipitation_mm_per_h").is_not_null()
     )
     summed = (

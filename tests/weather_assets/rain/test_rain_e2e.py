@@ -55,14 +55,20 @@ def test_one_minute_end_to_end(platform_resources, instance):
             "from weather.rolling_precipitation_sum"
         ).fetchall()
         per_location = conn.execute(
-            "select location_id, count(*), count(forecast_at) from weather.rain_forecasts "
-            "group by 1"
+            "select location_id, count(*), count(forecast_at), min(forecast_at), max(forecast_at)"
+            " from weather.rain_forecasts group by 1"
         ).fetchall()
     assert len(totals) == N_LOCATIONS
-    assert {t[3] for t in totals} == {datetime.strptime(key, MINUTE_FORMAT)}
-    for location_id, rows, with_forecast in per_location:
+    minute = datetime.strptime(key, MINUTE_FORMAT)
+    assert {t[3] for t in totals} == {minute}
+    for location_id, rows, with_forecast, first, last in per_location:
         # 61 minutely entries, or a single null marker row where there is no nowcast.
         assert (rows, with_forecast) in {(61, 61), (1, 0)}, location_id
+        if with_forecast:  # as the real API answers: from the minute after the call's
+            assert (first, last) == (
+                minute + timedelta(minutes=1),
+                minute + timedelta(minutes=61),
+            ), location_id
     covered = {t[0]: t[2] for t in totals}
     assert all(m in (0, 60) for m in covered.values())
     assert sum(1 for m in covered.values() if m == 60) >= 0.9 * N_LOCATIONS

@@ -35,7 +35,8 @@ def onecall_handler(rate_for):
             }
             return Response(json.dumps(body), status=401, content_type="application/json")
         lat, lon = float(args["lat"]), float(args["lon"])
-        now = int(clock.utcnow().timestamp()) // 60 * 60  # the API answers for the present
+        # The API answers for the present, from the next full minute (61 entries).
+        first = int(clock.utcnow().timestamp()) // 60 * 60 + 60
         body = {
             "lat": round(lat, 4),
             "lon": round(lon, 4),
@@ -44,7 +45,7 @@ def onecall_handler(rate_for):
         }
         if lat > 0:  # the southern city has no nowcast, like regions the real API does not cover
             body["minutely"] = [
-                {"dt": now + 60 * i, "precipitation": rate_for(i)} for i in range(61)
+                {"dt": first + 60 * i, "precipitation": rate_for(i)} for i in range(61)
             ]
         return Response(json.dumps(body), content_type="application/json")
 
@@ -93,7 +94,8 @@ def test_live_minute_and_the_key_is_stored_nowhere(
     live_resources, instance, httpserver, platform_env
 ):
     httpserver.expect_request("/data/3.0/onecall").respond_with_handler(
-        onecall_handler(lambda i: 1.2)
+        # Heavy rain only in the 61st entry, one minute past the hour after the call: not counted.
+        onecall_handler(lambda i: 1.2 if i < 60 else 600.0)
     )
     result = run(live_resources, instance)
     assert result.success

@@ -20,6 +20,7 @@ OFFICE = (52.084516, 5.115539)
 AMERSFOORT = (52.1561, 5.3878)  # ~20 km east-north-east of the office, downwind
 T0 = datetime(2025, 11, 22, 16, 1, 37, tzinfo=UTC)
 T0_MINUTE = int(T0.timestamp()) // 60 * 60
+T0_FIRST = T0_MINUTE + 60  # the real API's minutely starts at the minute after the call's
 WEEK = T0_MINUTE + 60 * np.arange(7 * 1440)
 
 INVALID_KEY = {
@@ -86,7 +87,7 @@ def test_body_shape_matches_the_real_api() -> None:
     assert (body["timezone"], body["timezone_offset"]) == ("Etc/GMT", 0)
     minutely = body["minutely"]
     assert len(minutely) == 61
-    assert [m["dt"] for m in minutely] == [T0_MINUTE + 60 * i for i in range(61)]
+    assert [m["dt"] for m in minutely] == [T0_FIRST + 60 * i for i in range(61)]
     for m in minutely:
         assert set(m) == {"dt", "precipitation"}
         assert m["precipitation"] >= 0
@@ -111,6 +112,15 @@ def test_precipitation_is_mm_per_hour_whatever_the_units() -> None:
     metric = fetch(session, *OFFICE).json()
     imperial = fetch(session, *OFFICE, units="imperial").json()
     assert imperial["minutely"] == metric["minutely"]
+
+
+def test_current_is_the_call_time_unless_excluded() -> None:
+    session, _ = make_session()
+    body = fetch(session, *OFFICE, exclude="hourly,daily,alerts").json()
+    assert list(body) == ["lat", "lon", "timezone", "timezone_offset", "current", "minutely"]
+    assert body["current"] == {"dt": int(T0.timestamp())}
+    assert body["minutely"][0]["dt"] == T0_FIRST
+    assert fetch(session, *OFFICE).json()["minutely"] == body["minutely"]
 
 
 def test_exclude_minutely_drops_the_block() -> None:

@@ -15,11 +15,13 @@ from weather_assets.rain.transforms import (
 
 MINUTE = datetime(2026, 11, 22, 16, 5, tzinfo=UTC)
 T0 = int(MINUTE.timestamp())
+# What One Call 3.0 answers to a call made during MINUTE: 61 entries from the next full minute.
+FIRST = T0 + 60
 HERE = Location("here", "Here", 52.0, 5.0)
 THERE = Location("there", "There", 10.0, 20.0)
 
 
-def payload(rates, start=T0):
+def payload(rates, start=FIRST):
     return {
         "lat": 52.0,
         "lon": 5.0,
@@ -44,9 +46,9 @@ def test_the_61st_entry_is_outside_the_window():
     assert out["minutes_covered"][0] == 60
 
 
-def test_window_edges_start_inclusive_end_exclusive():
-    # Entries one minute before the window and exactly at its end do not count.
-    p = payload([120.0] + [0.0] * 60 + [120.0], start=T0 - 60)
+def test_window_edges_start_exclusive_end_inclusive():
+    # Entries at the call's own minute and one minute after the window's end do not count.
+    p = payload([120.0] + [0.0] * 60 + [120.0], start=T0)
     out = totals((HERE, p))
     assert out["next_hour_precipitation_mm"][0] == 0.0
     assert out["minutes_covered"][0] == 60
@@ -54,8 +56,17 @@ def test_window_edges_start_inclusive_end_exclusive():
     assert out["window_end"][0] == (MINUTE + timedelta(hours=1)).replace(tzinfo=None)
 
 
+def test_the_minute_at_window_end_counts_and_the_call_minute_does_not():
+    # 60 mm/h at M (the call's minute) and at M + 60 min (window_end): only the latter counts.
+    p = payload([60.0] + [0.0] * 59 + [60.0], start=T0)
+    out = totals((HERE, p))
+    assert out["next_hour_precipitation_mm"][0] == pytest.approx(1.0)
+    assert out["minutes_covered"][0] == 60
+
+
 def test_a_late_fetch_covers_fewer_minutes():
-    out = totals((HERE, payload([60.0] * 61, start=T0 + 60)))
+    # Fetched a minute late, the answer starts at M + 2 min: M + 1 min is missing.
+    out = totals((HERE, payload([60.0] * 61, start=FIRST + 60)))
     assert out["minutes_covered"][0] == 59
     assert out["next_hour_precipitation_mm"][0] == pytest.approx(59.0)
 
@@ -93,8 +104,8 @@ def test_null_rates_are_not_counted_as_covered():
 def test_forecast_rows_are_one_per_entry_with_utc_minutes():
     frame = forecasts_frame([(HERE, minutely_rows(payload([0.5] * 61), "here"))], MINUTE)
     assert frame.height == 61
-    assert frame["forecast_at"][0] == MINUTE.replace(tzinfo=None)
-    assert frame["forecast_at"][60] == (MINUTE + timedelta(minutes=60)).replace(tzinfo=None)
+    assert frame["forecast_at"][0] == (MINUTE + timedelta(minutes=1)).replace(tzinfo=None)
+    assert frame["forecast_at"][60] == (MINUTE + timedelta(minutes=61)).replace(tzinfo=None)
     assert frame["fetched_minute"].unique().to_list() == [MINUTE.replace(tzinfo=None)]
     assert frame.schema["precipitation_mm_per_h"] == pl.Float64
 
@@ -119,7 +130,7 @@ def test_several_minutes_in_one_frame_are_summed_separately():
         [
             forecasts_frame([(HERE, minutely_rows(payload([6.0] * 61), "here"))], MINUTE),
             forecasts_frame(
-                [(HERE, minutely_rows(payload([12.0] * 61, start=T0 + 60), "here"))], later
+                [(HERE, minutely_rows(payload([12.0] * 61, start=FIRST + 60), "here"))], later
             ),
         ]
     )
