@@ -1,10 +1,11 @@
 """The rain stream's log: one JetStream stream and the key-value buckets around it.
 
-Subjects (all under ``rain.nowcast.>``, one stream ``RAIN_NOWCAST``, file storage):
+Subjects (all under ``rain.nowcast.>``, one stream ``RAIN_NOWCAST``, file storage), with the
+minute in the subject so one minute can be read back from the log alone (``minute_subjects``):
 
-- ``rain.nowcast.data.<shard>``: one message per coordinate per minute, deduplicated by
-  JetStream on ``Nats-Msg-Id = <location_id>@<minute>``;
-- ``rain.nowcast.end.<shard>``: the shard's end-of-minute marker with its count.
+- ``rain.nowcast.<YYYYMMDDHHMM>.data.<shard>``: one message per coordinate per minute,
+  deduplicated by JetStream on ``Nats-Msg-Id = <location_id>@<minute>``;
+- ``rain.nowcast.<YYYYMMDDHHMM>.end.<shard>``: the shard's end-of-minute marker with its count.
 
 Key-value buckets (each a small JetStream stream, bounded by key or by TTL):
 
@@ -29,8 +30,8 @@ from resources.settings import Settings
 
 STREAM = "RAIN_NOWCAST"
 SUBJECTS = "rain.nowcast.>"
-DATA_SUBJECTS = "rain.nowcast.data.*"
-END_SUBJECTS = "rain.nowcast.end.*"
+DATA_SUBJECTS = "rain.nowcast.*.data.*"
+END_SUBJECTS = "rain.nowcast.*.end.*"
 
 LEASES = "rain_leases"
 PRODUCERS = "rain_producers"
@@ -47,12 +48,25 @@ DUPLICATE_WINDOW_S = 600.0
 _KEY_SAFE = re.compile(r"[^-_A-Za-z0-9]")
 
 
-def data_subject(shard: int) -> str:
-    return f"rain.nowcast.data.{shard}"
+def _subject_minute(minute: datetime) -> str:
+    return f"{minute.astimezone(UTC):%Y%m%d%H%M}"
 
 
-def end_subject(shard: int) -> str:
-    return f"rain.nowcast.end.{shard}"
+def data_subject(minute: datetime, shard: int) -> str:
+    return f"rain.nowcast.{_subject_minute(minute)}.data.{shard}"
+
+
+def end_subject(minute: datetime, shard: int) -> str:
+    return f"rain.nowcast.{_subject_minute(minute)}.end.{shard}"
+
+
+def minute_subjects(minute: datetime) -> str:
+    """The filter of every message of one minute."""
+    return f"rain.nowcast.{_subject_minute(minute)}.>"
+
+
+def is_end_subject(subject: str) -> bool:
+    return subject.split(".")[3:4] == ["end"]
 
 
 def minute_label(minute: datetime) -> str:
