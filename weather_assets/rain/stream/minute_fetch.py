@@ -21,7 +21,13 @@ from nats.js import JetStreamContext
 from resources import clock
 from weather_assets.locations import Location
 from weather_assets.rain.client import NowcastResult, OpenWeatherMapResource, fetch_nowcasts
-from weather_assets.rain.stream.log import data_subject, end_message_id, end_subject, message_id
+from weather_assets.rain.stream.log import (
+    data_subject,
+    end_message_id,
+    end_subject,
+    is_end_subject,
+    message_id,
+)
 from weather_assets.rain.stream.messages import end_marker, nowcast_message, raw_frame
 
 # Publishes in flight before waiting for their acks (JetStream's own flow control does the rest).
@@ -106,14 +112,16 @@ def fetch_minute(
             )
             messages.append(
                 OutgoingMessage(
-                    data_subject(shard), message_id(r.location.location_id, minute), data
+                    data_subject(minute, shard), message_id(r.location.location_id, minute), data
                 )
             )
         marker = end_marker(
             minute, shard=shard, shards=n_shards, count=len(mine), producer=producer
         )
         messages.append(
-            OutgoingMessage(end_subject(shard), end_message_id(shard, n_shards, minute), marker)
+            OutgoingMessage(
+                end_subject(minute, shard), end_message_id(shard, n_shards, minute), marker
+            )
         )
     return FetchedMinute(minute, order, messages, results, retries)
 
@@ -152,7 +160,7 @@ async def publish(js: JetStreamContext, messages: Sequence[OutgoingMessage]) -> 
 
     pending: list[OutgoingMessage] = []
     for message in messages:
-        if message.subject.startswith("rain.nowcast.end."):
+        if is_end_subject(message.subject):
             await send(pending)
             pending = []
             await send([message])
