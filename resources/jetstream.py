@@ -63,13 +63,19 @@ async def jetstream(url: str, *, timeout_s: float = CONNECT_TIMEOUT_S, name: str
     fall back (the CLI path), and a sensor must not hang on a dead server.
     """
     try:
-        nc = await nats.connect(
-            url,
-            name=name,
-            connect_timeout=timeout_s,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            error_cb=_quiet,
+        # max_reconnect_attempts=0 makes nats-py 2.16 wait for ever on a refused port; one
+        # attempt with no reconnect after it, and an outer deadline, fail fast instead.
+        nc = await asyncio.wait_for(
+            nats.connect(
+                url,
+                name=name,
+                connect_timeout=timeout_s,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.1,
+                error_cb=_quiet,
+            ),
+            timeout=3 * timeout_s + 1.0,
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         raise LogUnavailable(

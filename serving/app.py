@@ -26,10 +26,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from market_assets.model_store import pointer_key
+from resources.jetstream import nats_url_from
 from resources.object_store import object_store_from
 from resources.settings import Settings, SettingsError, dotenv_environ, load_settings
 from serving import dashboard, predict_api
 from serving.model_holder import ModelHolder, log
+from serving.realtime_rain import RealtimeRain
 from serving.warehouse_snapshot import SnapshotHolder
 
 
@@ -66,6 +68,7 @@ async def _serving(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         settings.warehouse_path,
         settings.locations_file,
         refresh_seconds=settings.dashboard_refresh_seconds,
+        realtime=RealtimeRain(nats_url_from(settings)),
     )
     app.state.snapshots = snapshots
     await asyncio.to_thread(snapshots.start)

@@ -56,6 +56,7 @@ class DataStatus(BaseModel):
     rain_as_of: datetime | None
     rain_age_seconds: float | None
     rain_stale: bool
+    rain_source: str
     last_error: str | None
     last_error_at: datetime | None
 
@@ -91,6 +92,7 @@ def _age_headers(response: Response, status: dict[str, Any]) -> None:
         response.headers["X-Data-As-Of"] = status["rain_as_of"].isoformat()
         response.headers["X-Data-Age-Seconds"] = f"{status['rain_age_seconds']:.0f}"
     response.headers["X-Data-Stale"] = str(status["rain_stale"]).lower()
+    response.headers["X-Data-Source"] = status["rain_source"]
     if status["warehouse_read_at"] is not None:
         response.headers["X-Warehouse-Read-At"] = status["warehouse_read_at"].isoformat()
 
@@ -102,7 +104,7 @@ def rain_page(request: Request) -> HTMLResponse:
         request,
         "rain.html",
         {
-            "rows": holder.current.rain,
+            "rows": holder.rain()[0],
             "status": holder.status(),
             "stale_after_minutes": int(RAIN_STALE_AFTER.total_seconds() // 60),
         },
@@ -113,14 +115,17 @@ def rain_page(request: Request) -> HTMLResponse:
     "/rain",
     response_model=list[RainRow],
     tags=["dashboard"],
-    summary="Next-hour rain per coordinate (the latest rolling_precipitation_sum rows)",
-    description="The office first, then the wettest. Headers X-Data-As-Of, X-Data-Age-Seconds "
-    "and X-Data-Stale (older than 3 minutes) say how old the numbers are.",
+    summary="Next-hour rain per coordinate (the stream's real-time view, else the warehouse)",
+    description="Each coordinate's latest next-hour total: from the rain stream's real-time "
+    "view seconds after the API answered, or the latest rolling_precipitation_sum rows when the "
+    "log is not reachable. The office first, then the wettest. Headers X-Data-As-Of, "
+    "X-Data-Age-Seconds, X-Data-Stale (older than 3 minutes) and X-Data-Source say how old the "
+    "numbers are and where they come from.",
 )
 def rain_json(request: Request, response: Response) -> list[dict[str, Any]]:
     holder = snapshots_of(request)
     _age_headers(response, holder.status())
-    return holder.current.rain
+    return holder.rain()[0]
 
 
 def _temperature(holder: SnapshotHolder) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import duckdb
 from resources import clock
 from resources.settings import DEFAULT_DASHBOARD_REFRESH_SECONDS
 from resources.warehouse import read_only_connection
+from serving.realtime_rain import RealtimeRain
 from weather_assets.locations import LocationsError, load_locations
 from weather_assets.rain.latest import LATEST_SQL
 
@@ -32,6 +33,8 @@ DEFAULT_REFRESH_SECONDS = DEFAULT_DASHBOARD_REFRESH_SECONDS
 # The rain numbers are per minute; older than this they are no longer "the next hour".
 RAIN_STALE_AFTER = timedelta(minutes=3)
 TEMPERATURE_DAYS = 7
+REALTIME_SOURCE = "real-time view"
+WAREHOUSE_SOURCE = "warehouse"
 
 TEMPERATURE_SQL = """
 with bounds as (select max(timestamp) - interval {days} day as since
@@ -136,8 +139,10 @@ class SnapshotHolder:
         locations_file: str | Path | None = None,
         *,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        realtime: RealtimeRain | None = None,
     ) -> None:
         self.warehouse_path = Path(warehouse_path)
+        self.realtime = realtime
         self.locations_file = locations_file
         self.refresh_seconds = refresh_seconds
         self.current = Snapshot()
@@ -158,6 +163,20 @@ class SnapshotHolder:
             self._names = {loc.location_id: loc.name for loc in locations}
         return self._names
 
+    def rain(self) -> tuple[list[dict[str, Any]], str]:
+        """The rain rows to show and where they come from: the stream's real-time view when it
+        is connected and at least as new as the warehouse, the warehouse otherwise."""
+        warehouse = self.current.rain
+        live = self.realtime.rows() if self.realtime is not None else []
+        if live:
+            live_as_of = max(row["window_start"] for row in live)
+            if not warehouse or live_as_of >= warehouse[0]["window_start"]:
+                names = self._location_names()
+                for row in live:
+                    row["name"] = names.get(row["location_id"], row["location_id"])
+                return live, REALTIME_SOURCE
+        return warehouse, WAREHOUSE_SOURCE
+
     def refresh(self) -> bool:
         """Read the warehouse once; keep the old snapshot (and record why) on failure."""
         try:
@@ -175,6 +194,8 @@ class SnapshotHolder:
 
     def start(self) -> None:
         """Refresh now (best effort), then every ``refresh_seconds`` in a daemon thread."""
+        if self.realtime is not None:
+            self.realtime.start()
         self.refresh()
         self._thread = threading.Thread(target=self._loop, name="dashboard-refresh", daemon=True)
         self._thread.start()
@@ -186,6 +207,8 @@ class SnapshotHolder:
             log.debug("dashboard refresh took %.3f s", time.perf_counter() - started)
 
     def stop(self) -> None:
+        if self.realtime is not None:
+            self.realtime.stop()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -193,14 +216,18 @@ class SnapshotHolder:
     def status(self, now: datetime | None = None) -> dict[str, Any]:
         now = now or clock.utcnow()
         snap = self.current
+        rows, source = self.rain()
+        as_of = max((row["window_start"] for row in rows), default=None)
+        age = None if as_of is None else max(0.0, (now - as_of).total_seconds())
         return {
             "warehouse_read_at": snap.read_at,
             "warehouse_read_age_seconds": None
             if snap.read_at is None
             else round((now - snap.read_at).total_seconds(), 1),
-            "rain_as_of": snap.rain_as_of,
-            "rain_age_seconds": snap.rain_age_seconds(now),
-            "rain_stale": snap.rain_stale(now),
+            "rain_as_of": as_of,
+            "rain_age_seconds": age,
+            "rain_stale": age is None or age > RAIN_STALE_AFTER.total_seconds(),
+            "rain_source": source,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
         }

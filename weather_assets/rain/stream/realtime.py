@@ -70,3 +70,29 @@ async def read_realtime(js: JetStreamContext, timeout_s: float = 5.0) -> list[di
     finally:
         await watcher.stop()
     return values
+
+
+def realtime_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries as the warehouse's latest rows (``latest.LATEST_SQL`` columns and order): the
+    office first, then the wettest, unknown totals last, then by id."""
+    rows = [
+        {
+            "location_id": e["location_id"],
+            "lat": e["lat"],
+            "lon": e["lon"],
+            "window_start": datetime.fromtimestamp(e["minute"], UTC),
+            "next_hour_precipitation_mm": e["next_hour_precipitation_mm"],
+            "minutes_covered": e["minutes_covered"] or 0,
+            "answered_at": datetime.fromtimestamp(e["answered_at"], UTC),
+        }
+        for e in entries
+    ]
+    return sorted(
+        rows,
+        key=lambda r: (
+            r["location_id"] != "office",
+            r["next_hour_precipitation_mm"] is None,
+            -(r["next_hour_precipitation_mm"] or 0.0),
+            r["location_id"],
+        ),
+    )
