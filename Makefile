@@ -12,12 +12,13 @@ SERVE_PORT ?= 8000
 SERVE_WORKERS ?= 2
 TEST_WORKERS ?= 2
 
-.PHONY: help install settings dagster-home esios-backfill run demo rain serve test bench lint format clean
+.PHONY: help install settings dagster-home esios-backfill run stream demo rain serve test bench lint format clean
 
 help:
 	@echo "make run     set up, then start Dagster (UI on http://localhost:$(DAGSTER_PORT)) and the dashboard (http://localhost:$(SERVE_PORT))"
+	@echo "make stream  start only the rain stream: NATS (embedded unless NATS_URL), producers, Spark processor"
 	@echo "make demo    materialize the current minute once and print the next-hour rain table"
-	@echo "make rain    print the latest next-hour rain numbers from the warehouse"
+	@echo "make rain    print the latest next-hour rain numbers (real-time view, else the warehouse)"
 	@echo "make esios-backfill   load the ESIOS brief's range (2017-2018) into DuckDB, SQL and CSV"
 	@echo "make serve   start only the web service (dashboard, /predict) on http://localhost:$(SERVE_PORT)"
 	@echo "make settings   check every platform variable (environment and .env) and print the effective ones"
@@ -54,14 +55,20 @@ esios-backfill: install dagster-home
 		--select esios_demand_forecast,demand_forecast_esios --partition-range 2017-01-01...2018-12-01
 	$(BIN)/dagster asset materialize -m definitions --select esios_demand_forecast_csv
 
-# The web service (dashboard + /predict) runs beside `dagster dev` and stops with it.
+# The rain stream (NATS server unless NATS_URL, producers, Spark processor: docs/rain_stream.md)
+# and the web service (dashboard + /predict) run beside `dagster dev` and stop with it.
 run: install dagster-home
 	@$(MAKE) --no-print-directory esios-backfill || echo "ESIOS backfill failed (see above); starting Dagster anyway"
 	@echo "Dagster UI: http://localhost:$(DAGSTER_PORT)   dashboard and /predict: http://localhost:$(SERVE_PORT)"
+	$(BIN)/python -m weather_assets.rain.stream.services & stream_pid=$$!; \
 	OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host 0.0.0.0 --port $(SERVE_PORT) \
 		--workers $(SERVE_WORKERS) & serve_pid=$$!; \
-	trap 'kill $$serve_pid 2>/dev/null' EXIT INT TERM; \
+	trap 'kill $$serve_pid $$stream_pid 2>/dev/null; wait $$stream_pid' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -p $(DAGSTER_PORT)
+
+# The rain stream's services alone, in the foreground (Ctrl-C stops them all).
+stream: install settings
+	$(BIN)/python -m weather_assets.rain.stream.services
 
 demo: install dagster-home
 	$(BIN)/dagster asset materialize -m definitions \

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     rain_stream_max_age_hours: int = Field(48, validation_alias="RAIN_STREAM_MAX_AGE_HOURS")
     rain_stream_replicas: int = Field(1, validation_alias="RAIN_STREAM_REPLICAS")
     rain_minute_grace_seconds: int = Field(90, validation_alias="RAIN_MINUTE_GRACE_SECONDS")
+    rain_producers: int = Field(1, validation_alias="RAIN_PRODUCERS")
+    # The stream processor's Spark checkpoint (a path or a Hadoop URI such as s3a://...);
+    # default DATA_DIR/stream/checkpoint/rain. It goes with the processor's output: delete both
+    # or neither.
+    rain_checkpoint_dir: str | None = Field(None, validation_alias="RAIN_CHECKPOINT_DIR")
     observation_stations: str = Field(
         DEFAULT_OBSERVATION_STATIONS, validation_alias="OBSERVATION_STATIONS"
     )
@@ -225,6 +230,7 @@ class Settings(BaseSettings):
         "rain_stream_max_age_hours",
         "rain_stream_replicas",
         "rain_minute_grace_seconds",
+        "rain_producers",
         mode="before",
     )
     @classmethod
