@@ -48,6 +48,8 @@ class RainRow(BaseModel):
     window_start: datetime
     next_hour_precipitation_mm: float | None
     minutes_covered: int
+    answered_at: datetime | None = None
+    """When the API answered (rows from the stream's real-time view; null from the warehouse)."""
 
 
 class DataStatus(BaseModel):
