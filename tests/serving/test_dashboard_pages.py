@@ -58,8 +58,9 @@ def test_rain_page_and_json_show_the_same_latest_minute(client, monkeypatch):
     assert len({row["window_start"] for row in data}) == 1
     assert set(data[0]) == {
         "location_id", "name", "lat", "lon", "window_start",
-        "next_hour_precipitation_mm", "minutes_covered",
+        "next_hour_precipitation_mm", "minutes_covered", "answered_at",
     }  # fmt: skip
+    assert data[0]["answered_at"] is None  # warehouse rows: only the real-time view has it
     # How old the rows are is measured on the clock the app reads, set here: the wall clock
     # would make it depend on how long populating and the earlier tests took.
     as_of = datetime.fromisoformat(data[0]["window_start"])
