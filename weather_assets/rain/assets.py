@@ -1,12 +1,15 @@
 """Dagster wiring of the minute rain nowcast: the forecasts of each minute and their next-hour
-totals (checks in ``checks``, jobs and schedules in ``jobs``)."""
+totals (checks in ``checks``, jobs and schedules in ``jobs``).
+
+A minute's rows come from the stream (``loading``: the processor's output, else the log, else
+fetched on demand through the producer code path), so a minute is the same whether the stream
+ran (``make run``) or a user materializes it from the CLI alone.
+"""
 
 import functools
-import gzip
-import json
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -14,20 +17,34 @@ import polars as pl
 from resources import clock
 from resources.asset_metadata import warehouse_table
 from resources.http import ApiAuthError
+from resources.jetstream import nats_url_from
 from resources.object_store import ObjectStore
+from resources.settings import load_settings
 from resources.warehouse import DUCKDB_POOL
 from weather_assets.locations import CoordinateRegistry
 from weather_assets.partitions import MINUTE_FORMAT, RAIN_PARTITIONS, window_starts
-from weather_assets.rain.client import NowcastResult, OpenWeatherMapResource, fetch_nowcasts
+from weather_assets.rain.client import OpenWeatherMapResource
+from weather_assets.rain.loading import RAW_PAYLOAD_PREFIX as RAW_PAYLOAD_PREFIX
+from weather_assets.rain.loading import (
+    MinuteLoader,
+    MinuteSummary,
+    MinuteUnavailable,
+    NatsMinuteLog,
+    redact_url,
+    sources_text,
+    stream_lag,
+    summarize,
+    write_archive,
+)
+from weather_assets.rain.stream.messages import forecast_rows
+from weather_assets.rain.stream.minute_fetch import FetchedMinute, fetch_minute
+from weather_assets.rain.stream.minute_log import LogReadError
 from weather_assets.rain.transforms import (
-    forecasts_frame,
     next_hour_precipitation,
-    stale_minute_error,
     wettest_markdown,
 )
 
 OFFICE_LOCATION_ID = "office"
-RAW_PAYLOAD_PREFIX = "raw/openweathermap/onecall"
 
 _COORD_COLUMNS = [
     ("location_id", "VARCHAR", "Registry id (locations.csv)."),
@@ -81,23 +98,32 @@ minute_table = functools.partial(
 
 class RainFetchConfig(dg.Config):
     max_failed_share: float = 0.05
-    """Fail the partition if more than this share of coordinates could not be fetched."""
+    """Fail the partition if more than this share of coordinates has an error record (the API
+    still failed after the producer's retries) or an unreadable message."""
     archive_raw_payloads: bool = True
     """Keep the API's answers, as received, in the object store (for audit and replay)."""
 
 
-def _archive(store: ObjectStore, minute: datetime, results: list[NowcastResult]) -> str:
-    lines = [
-        json.dumps(
-            {"location_id": r.location.location_id, "shard": r.shard}
-            | ({"payload": r.payload} if r.error is None else {"error": r.error}),
-            separators=(",", ":"),
-        )
-        for r in results
-    ]
-    key = store.key(RAW_PAYLOAD_PREFIX, f"{minute:%Y-%m-%d}", f"{minute:%H-%M}.jsonl.gz")
-    body = gzip.compress("\n".join(lines).encode(), compresslevel=5)
-    return store.put_bytes(key, body, content_type="application/gzip")
+# The producer name on messages a Dagster run fetched on demand (ids do not depend on it).
+ON_DEMAND_PRODUCER = "dagster"
+# Missing or failed coordinates listed in metadata and failure messages.
+LISTED = 20
+
+
+def newest_loaded_minute(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, *also: datetime
+) -> datetime | None:
+    """The newest minute partition materialized (or being loaded: ``also``)."""
+    keys = instance.get_materialized_partitions(asset_key)
+    minutes = [datetime.strptime(max(keys), MINUTE_FORMAT).replace(tzinfo=UTC)] if keys else []
+    minutes += list(also)
+    return max(minutes) if minutes else None
+
+
+def _failure_text(summary: MinuteSummary) -> str:
+    listed = [f"{location_id}: {error}" for location_id, error in summary.failed[:5]]
+    listed += [f"unreadable message: {reason}" for reason in summary.dead_reasons[:5]]
+    return "; ".join(listed[:5])
 
 
 @minute_table(
@@ -110,63 +136,144 @@ def rain_forecasts(
     coordinates: CoordinateRegistry,
     object_store: ObjectStore,
 ) -> pl.DataFrame:
-    """The One Call 3.0 minutely nowcast of every registered coordinate, fetched in the minute.
+    """The One Call 3.0 minutely nowcast of every registered coordinate, for the minute.
 
-    One row per coordinate per forecast minute (61 from the minute after the call, as the real
-    API answers). Coordinates fan out over shards, each within one API key's per-minute limit. A
-    coordinate without a nowcast keeps a single row with null forecast_at, so it is never
-    silently dropped.
+    Loaded from the stream (the processor's minute files, else the log's messages of the
+    minute), or fetched on demand through the producers' code path when the stream does not
+    hold the minute (live mode: only the minute in progress; simulated: any minute). One row
+    per coordinate per forecast minute (61 from the minute after the call, as the real API
+    answers). A coordinate without a nowcast (an error record, or no message at all because
+    its shard's producer was down) keeps a single row with null forecast_at, counted in the
+    metadata, so it is never silently dropped.
     """
+    settings = load_settings()
+    locations = coordinates.load()
     shards = coordinates.shards(openweathermap.calls_per_minute)
-    n_locations = sum(len(s) for s in shards)
+    n_locations = len(locations)
     live = openweathermap.source.live
-    frames, failed, raw_uris = [], [], []
-    retry_reasons: Counter[str] = Counter()
-    started = time.perf_counter()
-    for minute in window_starts(context.partition_time_window, timedelta(minutes=1)):
-        if live and (reason := stale_minute_error(minute, clock.utcnow())):
-            raise dg.Failure(reason)
-        clients = openweathermap.clients_for(
-            len(shards), clock=lambda minute=minute: minute, logger=context.log
+    grace = timedelta(seconds=settings.rain_minute_grace_seconds)
+    url = nats_url_from(settings)
+    log = NatsMinuteLog(url)
+    fetched_minutes: list[FetchedMinute] = []
+
+    def fetch(minute: datetime) -> FetchedMinute:
+        fetched = fetch_minute(
+            openweathermap,
+            dict(enumerate(shards)),
+            len(shards),
+            minute,
+            producer=ON_DEMAND_PRODUCER,
+            # Simulated: the partition minute is "now", so a backfill reproduces; live mode
+            # asks the real API, which answers for the real present.
+            now=clock.utcnow if live else (lambda: minute),
+            logger=context.log,
         )
+        fetched_minutes.append(fetched)
+        return fetched
+
+    loader = MinuteLoader(
+        store=object_store,
+        log=log,
+        fetch=fetch,
+        live=live,
+        log_max_age=timedelta(hours=settings.rain_stream_max_age_hours),
+        log_description=f"the log ({redact_url(url)})",
+    )
+    frames: list[pl.DataFrame] = []
+    summaries: list[MinuteSummary] = []
+    published: list[str] = []
+    raw_uris: list[str] = []
+    not_archived: list[str] = []
+    started = time.perf_counter()
+    minutes = window_starts(context.partition_time_window, timedelta(minutes=1))
+    for minute in minutes:
         try:
-            results = fetch_nowcasts(shards, clients, max_workers=openweathermap.max_workers)
+            loaded = loader.load(minute)
+        except (MinuteUnavailable, LogReadError) as exc:
+            raise dg.Failure(str(exc)) from None
         except ApiAuthError as exc:
             raise dg.Failure(str(exc)) from None
-        for client in {id(c): c for c in clients}.values():
-            retry_reasons.update(client.retries_by_reason)
-        failures = [r for r in results if r.error is not None]
-        if len(failures) > config.max_failed_share * n_locations:
-            listed = "; ".join(f"{r.location.location_id}: {r.error}" for r in failures[:5])
+        summary = summarize(loaded, locations, clock.utcnow(), grace)
+        summaries.append(summary)
+        label = f"{minute:{MINUTE_FORMAT}}"
+        if summary.failure_count > config.max_failed_share * n_locations:
             raise dg.Failure(
-                f"{len(failures)} of {n_locations} coordinates failed for minute "
-                f"{minute:{MINUTE_FORMAT}} (more than {config.max_failed_share:.0%}): {listed}"
+                f"{summary.failure_count} of {n_locations} coordinates failed for minute {label} "
+                f"(more than {config.max_failed_share:.0%}): {_failure_text(summary)}"
             )
-        for r in failures:
-            context.log.warning(f"{r.location.location_id} kept without a nowcast: {r.error}")
-        failed.extend(r.location.location_id for r in failures)
+        for location_id, error in summary.failed:
+            context.log.warning(f"{location_id} kept without a nowcast: {error}")
+        for reason in summary.dead_reasons:
+            context.log.warning(f"minute {label}: an unreadable message was left out: {reason}")
+        if summary.missing_ids:
+            context.log.warning(
+                f"minute {label} ({loaded.source}, {summary.completeness}): "
+                f"{len(summary.missing_ids)} coordinates have no message and keep a null row: "
+                + ", ".join(summary.missing_ids[:LISTED])
+            )
+        for note in loaded.notes:
+            context.log.info(f"minute {label}: {note}")
+        if loaded.published:
+            published.append(loaded.published)
         if config.archive_raw_payloads:
-            raw_uris.append(_archive(object_store, minute, results))
-        frames.append(forecasts_frame(((r.location, r.rows) for r in results), minute))
+            lines = loader.archive(loaded)
+            if lines is None:
+                not_archived.append(label)
+            else:
+                raw_uris.append(write_archive(object_store, minute, lines))
+        frames.append(forecast_rows(loaded.parsed, minute, locations))
 
     forecasts = pl.concat(frames)
+    retry_reasons: Counter[str] = Counter()
+    for fetched in fetched_minutes:
+        retry_reasons.update(fetched.retries_by_reason)
+    failed = sorted({i for s in summaries for i, _ in s.failed})
+    missing = sorted({i for s in summaries for i in s.missing_ids})
+    incomplete = [s for s in summaries if s.completeness != "complete"]
     with_nowcast = forecasts.filter(pl.col("forecast_at").is_not_null())["location_id"].n_unique()
-    context.add_output_metadata(
-        {
-            "source": openweathermap.source.mode,
-            "coordinates": n_locations,
-            "shards": len(shards),
-            "minutes": len(frames),
-            "coordinates_with_nowcast": with_nowcast,
-            "failed_coordinates": len(failed),
-            "failed_ids": ", ".join(sorted(set(failed))[:20]) or "none",
-            "http_retries": retry_reasons.total(),
-            "http_retries_by_reason": dict(sorted(retry_reasons.items())),
-            "fetch_seconds": round(time.perf_counter() - started, 3),
-            "raw_payloads": raw_uris[-1] if raw_uris else "not archived",
-            "dagster/row_count": forecasts.height,
-        }
-    )
+    metadata: dict[str, object] = {
+        "source": openweathermap.source.mode,
+        "loaded_from": sources_text(s.source for s in summaries),
+        "coordinates": n_locations,
+        "shards": len(shards),
+        "minutes": len(frames),
+        "completeness": "complete"
+        if not incomplete
+        else "; ".join(f"{s.minute:%H:%M} {s.completeness}" for s in incomplete[:10]),
+        "coordinates_with_nowcast": with_nowcast,
+        "failed_coordinates": len(failed),
+        "failed_ids": ", ".join(failed[:LISTED]) or "none",
+        "missing_coordinates": sum(len(s.missing_ids) for s in summaries),
+        "missing_ids": ", ".join(missing[:LISTED]) or "none",
+        "dead_letters": sum(len(s.dead_reasons) for s in summaries),
+        "http_retries": retry_reasons.total(),
+        "http_retries_by_reason": dict(sorted(retry_reasons.items())),
+        "fetch_seconds": round(time.perf_counter() - started, 3),
+        "raw_payloads": raw_uris[-1] if raw_uris else "not archived",
+        "dagster/row_count": forecasts.height,
+    }
+    if not_archived:  # loaded from the processor's files while the log did not hold them
+        metadata["raw_payloads_not_archived"] = (
+            ", ".join(not_archived[:LISTED])
+            + ": the processor's output holds no payloads and the log did not hold the minute"
+        )
+    if published:
+        metadata["published_to_log"] = "; ".join(dict.fromkeys(published))
+    status = log.status()
+    if status is None:
+        metadata["log"] = f"not used: {log.unreachable}"
+    elif not status.has_stream:
+        metadata["log"] = "reachable, without the rain stream (make run creates it)"
+    else:
+        lag = stream_lag(
+            status,
+            newest_loaded_minute(context.instance, context.asset_key, minutes[-1]),
+            clock.utcnow(),
+        )
+        metadata["log"] = "reachable"
+        metadata["lag_messages"] = lag.messages_behind
+        metadata["lag_minutes"] = len(lag.minutes_not_loaded)
+    context.add_output_metadata(metadata)
     return forecasts
 
 

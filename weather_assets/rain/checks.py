@@ -1,5 +1,5 @@
-"""Checks on the minute rain tables: what consumers of the totals rely on (blocking) and how
-much of the registry had a nowcast (a warning).
+"""Checks on the minute rain tables: what consumers of the totals rely on (blocking), how
+much of the registry had a nowcast (a warning), and how far the stream is behind (a warning).
 
 Each check reads only the run's minutes (the partition or range), or the latest stored minute
 when it runs on its own.
@@ -11,10 +11,19 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from resources import clock
 from resources.clock import naive_utc
+from resources.jetstream import nats_url_from
+from resources.settings import load_settings
 from resources.warehouse import DUCKDB_POOL
 from weather_assets.locations import CoordinateRegistry
-from weather_assets.rain.assets import rain_forecasts, rolling_precipitation_sum
+from weather_assets.rain.assets import (
+    newest_loaded_minute,
+    rain_forecasts,
+    rolling_precipitation_sum,
+)
+from weather_assets.rain.client import OpenWeatherMapResource
+from weather_assets.rain.loading import COMPLETENESS_TAG, NatsMinuteLog, redact_url, stream_lag
 
 
 def _checked_window(
@@ -139,9 +148,76 @@ def rolling_precipitation_sum_one_row_per_coordinate(
     )
 
 
+# Stream lag past which rain_stream_lag warns: the processor or the loads are ~2 minutes behind.
+LAG_MINUTES = 2
+LAG_MESSAGE_MINUTES = 2
+
+
+# In the duckdb pool although it reads no table: every step of the rain runs is, so runs queue
+# behind one slot (tests/hardening/test_concurrency.py); the check holds it for one short read
+# of the log (2 s connect timeout).
+@dg.asset_check(asset=rain_forecasts, pool=DUCKDB_POOL)
+def rain_stream_lag(
+    context: dg.AssetCheckExecutionContext,
+    coordinates: CoordinateRegistry,
+    openweathermap: OpenWeatherMapResource,
+) -> dg.AssetCheckResult:
+    """The stream keeps up (a warning): the processor is at most ~2 minutes of messages behind
+    the log, at most 2 ended minutes wait to be loaded, and the log is reachable where one is
+    expected (``NATS_URL`` set, or a run the minute sensor requested from the log)."""
+    settings = load_settings()
+    url = nats_url_from(settings)
+    log = NatsMinuteLog(url)
+    status = log.status()
+    run_tags = context.run.tags if context.run else {}
+    expects_log = bool(settings.nats_url) or COMPLETENESS_TAG in run_tags
+    if status is None or not status.has_stream:
+        why = f"is not usable: {log.unreachable}" if status is None else "has no rain stream"
+        return dg.AssetCheckResult(
+            passed=not expects_log,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"the log ({redact_url(url)}) {why}"
+            + ("" if expects_log else "; none is expected (NATS_URL unset)"),
+            metadata={"log": why, "log_expected": expects_log},
+        )
+    n_shards = len(coordinates.shards(openweathermap.calls_per_minute))
+    # Each minute is one message per coordinate plus one end marker per shard.
+    max_messages = LAG_MESSAGE_MINUTES * (len(coordinates.load()) + n_shards)
+    op_context = context.op_execution_context
+    run_minutes = (
+        [op_context.partition_time_window.end - timedelta(minutes=1)]
+        if op_context.has_partition_key or op_context.has_partition_key_range
+        else []
+    )
+    newest = newest_loaded_minute(context.instance, rain_forecasts.key, *run_minutes)
+    lag = stream_lag(status, newest, clock.utcnow())
+    problems = []
+    if lag.messages_behind > max_messages:
+        who = "the processor" if lag.processor_seen else "no processor has run yet:"
+        problems.append(f"{who} {lag.messages_behind} messages behind the log")
+    if len(lag.minutes_not_loaded) > LAG_MINUTES:
+        problems.append(
+            f"{len(lag.minutes_not_loaded)} ended minutes not loaded "
+            f"(from {lag.minutes_not_loaded[0]:%Y-%m-%d %H:%M})"
+        )
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(problems) or "the stream keeps up",
+        metadata={
+            "lag_messages": lag.messages_behind,
+            "lag_minutes": len(lag.minutes_not_loaded),
+            "max_lag_messages": max_messages,
+            "max_lag_minutes": LAG_MINUTES,
+            "newest_loaded_minute": f"{newest:%Y-%m-%d %H:%M}" if newest else "none",
+        },
+    )
+
+
 RAIN_CHECKS = [
     rain_forecasts_unique_per_minute,
     rain_forecasts_rates_non_negative,
     rain_forecasts_nowcast_coverage,
     rolling_precipitation_sum_one_row_per_coordinate,
+    rain_stream_lag,
 ]

@@ -9,7 +9,8 @@ rain_minute_job = dg.define_asset_job(
     name="rain_minute_job",
     selection=dg.AssetSelection.assets(*RAIN_ASSETS),
     executor_def=dg.in_process_executor,
-    description="One minute of the nowcast stream: fetch, then the next-hour totals.",
+    description="One minute of the nowcast stream: load it (the processor's output, the log, or "
+    "fetched on demand), then the next-hour totals.",
 )
 
 
