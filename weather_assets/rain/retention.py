@@ -3,6 +3,10 @@
 A year of minutes for 60 coordinates is ~32M raw forecast rows; the per-coordinate totals are
 what users read, so raw rows are kept for ``RAIN_RAW_RETENTION_HOURS`` and totals for as long as
 their minute partitions exist (``RAIN_PARTITION_DAYS``).
+
+The stream processor's per-minute files and dead letters (``minute_store``) go by the same raw
+retention. The log bounds itself (``RAIN_STREAM_MAX_AGE_HOURS``), the real-time view holds one
+key per coordinate, and Spark's checkpoint is Spark's own (it keeps a bounded number of batches).
 """
 
 from datetime import datetime, timedelta
@@ -17,6 +21,7 @@ from resources.object_store import ObjectStore
 from resources.settings import load_settings
 from resources.warehouse import DUCKDB_POOL, table_exists
 from weather_assets.rain.assets import RAW_PAYLOAD_PREFIX
+from weather_assets.rain.stream import minute_store
 
 
 class RainRetentionConfig(dg.Config):
@@ -47,7 +52,8 @@ def compact_rain_history(
     warehouse: DuckDBResource,
     object_store: ObjectStore,
 ) -> None:
-    """Delete expired rain rows and raw payload objects; report what went."""
+    """Delete expired rain rows, raw payload objects and the stream processor's minute files
+    and dead letters; report what went."""
     settings = load_settings()
     raw_hours = (
         settings.rain_raw_retention_hours
@@ -78,11 +84,18 @@ def compact_rain_history(
         if key[len(prefix) : len(prefix) + 10] < f"{raw_cutoff:%Y-%m-%d}"
     ]
     objects = object_store.delete(expired)
+    # The processor's minute files and dead letters, by day folder too.
+    stream_files = object_store.delete(minute_store.expired_keys(object_store, raw_cutoff))
     context.log.info(
         f"deleted {raw_rows} raw forecast rows before {raw_cutoff:%Y-%m-%d %H:%M}, "
         f"{total_rows} next-hour totals before {totals_cutoff:%Y-%m-%d %H:%M}, "
-        f"{objects} raw payload objects"
+        f"{objects} raw payload objects, {stream_files} stream processor files"
     )
     context.add_output_metadata(
-        {"raw_rows_deleted": raw_rows, "totals_deleted": total_rows, "objects_deleted": objects}
+        {
+            "raw_rows_deleted": raw_rows,
+            "totals_deleted": total_rows,
+            "objects_deleted": objects,
+            "stream_files_deleted": stream_files,
+        }
     )

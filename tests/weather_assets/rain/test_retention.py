@@ -1,4 +1,5 @@
-"""The retention job deletes only what is past its retention, rows and payload objects."""
+"""The retention job deletes only what is past its retention: rows, payload objects, and the
+stream processor's minute files and dead letters."""
 
 from __future__ import annotations
 
@@ -11,6 +12,21 @@ from weather_assets.partitions import MINUTE_FORMAT
 from weather_assets.rain.assets import RAIN_ASSETS
 from weather_assets.rain.checks import RAIN_CHECKS
 from weather_assets.rain.jobs import rain_retention_job
+from weather_assets.rain.stream import minute_store
+from weather_assets.rain.stream.messages import parse_messages, raw_frame
+
+
+def processor_files(store, minute: datetime) -> None:
+    """A processed minute and a dead letter, as the stream processor writes them."""
+    naive = minute.replace(tzinfo=None)
+    message = (
+        b'{"v":1,"kind":"end","minute":%d,"shard":0,"shards":1,"count":0,"producer":"p"}'
+        % int(minute.replace(second=0, microsecond=0).timestamp())
+    )
+    parsed = parse_messages(
+        raw_frame([(1, "rain.nowcast.x.end.0", message, naive), (2, "x", b"not json", naive)])
+    )
+    minute_store.write_batch(store, int(minute.timestamp()), parsed)
 
 
 def test_old_raw_rows_and_payloads_go_recent_ones_stay(platform_resources, instance):
@@ -26,6 +42,10 @@ def test_old_raw_rows_and_payloads_go_recent_ones_stay(platform_resources, insta
         ).success
     store = platform_resources["object_store"]
     assert len(store.list_keys(store.key("raw/openweathermap/onecall"))) == 2
+    processor_files(store, now - timedelta(days=3))
+    processor_files(store, now - timedelta(minutes=5))
+    stream_files = store.list_keys(store.key(minute_store.STREAM_PREFIX))
+    assert len(stream_files) == 4
 
     job = dg.Definitions(jobs=[rain_retention_job], resources=platform_resources).resolve_job_def(
         "rain_retention_job"
@@ -53,3 +73,6 @@ def test_old_raw_rows_and_payloads_go_recent_ones_stay(platform_resources, insta
     assert total_minutes == 2, "totals are kept for the whole partition window"
     remaining = store.list_keys(store.key("raw/openweathermap/onecall"))
     assert len(remaining) == 1 and recent[:10] in remaining[0]
+    kept = store.list_keys(store.key(minute_store.STREAM_PREFIX))
+    assert sorted(kept) == sorted(k for k in stream_files if recent[:10] in k)
+    assert len(kept) == 2, "the recent minute file and its dead letters stay"
