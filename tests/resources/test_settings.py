@@ -53,7 +53,9 @@ def test_every_platform_variable_is_a_setting():
         "SOURCE_MODE", "DATA_DIR", "WAREHOUSE_PATH", "S3_BUCKET", "S3_PREFIX", "S3_ENDPOINT_URL",
         "OPENWEATHERMAP_BASE_URL", "OPENWEATHERMAP_CALLS_PER_MINUTE", "LOCATIONS_FILE",
         "SIMULATOR_SEED", "SIMULATOR_FAULT_RATE", "RAIN_PARTITION_DAYS",
-        "RAIN_RAW_RETENTION_HOURS", "OBSERVATION_STATIONS", "ESIOS_BASE_URL",
+        "RAIN_RAW_RETENTION_HOURS", "NATS_URL", "NATS_PORT", "RAIN_STREAM_MAX_AGE_HOURS",
+        "RAIN_STREAM_REPLICAS", "RAIN_MINUTE_GRACE_SECONDS", "RAIN_PRODUCERS", "RAIN_CHECKPOINT_DIR",
+        "OBSERVATION_STATIONS", "ESIOS_BASE_URL",
         "STOCK_DATASET_DIR", "STOCK_SIMULATED_SIZE", "NASA_IMAGES_BASE_URL",
         "SEARCH_RESULT_SAMPLING_FACTOR", "SPARK_MASTER", "SPARK_DRIVER_MEMORY",
         "SPARK_JARS_PACKAGES", "MODEL_RELOAD_SECONDS", "DASHBOARD_REFRESH_SECONDS",
@@ -74,6 +76,9 @@ def test_defaults(clean_env):
     assert s.locations_file == DEFAULT_LOCATIONS_FILE == REPO / "weather_assets" / "locations.csv"
     assert s.locations_file.is_file()
     assert (s.simulator_seed, s.simulator_fault_rate) == (0, 0.0)
+    assert (s.nats_url, s.nats_port) == (None, 14222)
+    assert (s.rain_stream_max_age_hours, s.rain_stream_replicas) == (48, 1)
+    assert (s.rain_minute_grace_seconds, s.rain_producers) == (90, 1)
     assert (s.rain_partition_days, s.rain_raw_retention_hours) == (30, 48)
     assert s.observation_stations == "office,amsterdam,rotterdam,eindhoven,groningen"
     assert s.esios_base_url == ESIOS_BASE_URL
