@@ -36,9 +36,11 @@ from weather_assets.rain.loading import (
     summarize,
     write_archive,
 )
+from weather_assets.rain.stream.leases import is_alive
+from weather_assets.rain.stream.log import LEASE_TTL_S
 from weather_assets.rain.stream.messages import forecast_rows
 from weather_assets.rain.stream.minute_fetch import FetchedMinute, fetch_minute
-from weather_assets.rain.stream.minute_log import LogReadError
+from weather_assets.rain.stream.minute_log import LogReadError, producers_markdown
 from weather_assets.rain.transforms import (
     next_hour_precipitation,
     wettest_markdown,
@@ -271,6 +273,12 @@ def rain_forecasts(
             clock.utcnow(),
         )
         metadata["log"] = "reachable"
+        now = clock.utcnow().timestamp()
+        alive = [h for h in status.producers if is_alive(h, now, LEASE_TTL_S)]
+        metadata["producers_alive"] = len(alive)
+        metadata["producers"] = dg.MetadataValue.md(
+            producers_markdown(status.producers, now, LEASE_TTL_S)
+        )
         metadata["lag_messages"] = lag.messages_behind
         metadata["lag_minutes"] = len(lag.minutes_not_loaded)
     context.add_output_metadata(metadata)

@@ -19,6 +19,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from resources import clock
 from resources.jetstream import jetstream
 from resources.settings import load_settings
 from resources.source import SourceConfig
@@ -32,6 +33,7 @@ from weather_assets.rain.stream import minute_store
 from weather_assets.rain.stream.log import (
     MINUTES,
     PROCESSOR,
+    PRODUCERS,
     LogConfig,
     ensure_log,
     minute_kv_key,
@@ -174,6 +176,19 @@ def test_a_minute_in_the_log_is_loaded_from_it(stream_env, platform_resources, i
     fetched = produce(platform_resources, minute)
     report = on_log(stream_env.url, lambda js: publish(js, fetched.messages))
     assert report.published == len(fetched.messages)
+    health = {
+        "producer": "producer-a",
+        "shards": [0],
+        "last_published_minute": int(minute.timestamp()),
+        "messages": len(fetched.messages),
+        "retries_by_reason": {"HTTP 503": 2},
+        "updated_at": clock.utcnow().timestamp(),
+    }
+
+    async def report_health(js):
+        await (await js.key_value(PRODUCERS)).put("producer-a", json.dumps(health).encode())
+
+    on_log(stream_env.url, report_health)
 
     result = materialize(platform_resources, instance, minute)
     assert result.success
@@ -182,6 +197,8 @@ def test_a_minute_in_the_log_is_loaded_from_it(stream_env, platform_resources, i
     assert meta["loaded_from"] == "log"
     assert meta["completeness"] == "complete"
     assert "published_to_log" not in meta, "nothing was fetched"
+    assert meta["producers_alive"] == 1
+    assert f"| producer-a | yes | {minute:%Y-%m-%d %H:%M} | 0 |" in meta["producers"]
     assert (meta["log"], meta["lag_messages"], meta["lag_minutes"]) == (
         "reachable",
         len(fetched.messages),  # no processor: every message is still unprocessed

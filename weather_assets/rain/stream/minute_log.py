@@ -25,6 +25,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
 
+from weather_assets.rain.stream.leases import is_alive, producer_health
 from weather_assets.rain.stream.log import (
     MINUTES,
     PROCESSOR,
@@ -195,6 +196,8 @@ class StreamStatus:
     """None when the processor never recorded its state (not started yet)."""
     minutes: list[datetime]
     """Minutes ``rain_minutes`` holds progress for, oldest first."""
+    producers: tuple[dict, ...] = ()
+    """The producers' health entries (``leases.producer_health``)."""
 
     @property
     def messages_behind(self) -> int:
@@ -221,4 +224,35 @@ async def read_stream_status(js: JetStreamContext) -> StreamStatus:
         minutes = [minute_from_kv_key(k) for k in await _minute_keys(js)]
     except BucketNotFoundError:
         minutes = []
-    return StreamStatus(True, info.state.last_seq, info.state.messages, processor, minutes)
+    try:
+        producers = tuple(await producer_health(js))
+    except BucketNotFoundError:
+        producers = ()
+    return StreamStatus(
+        True, info.state.last_seq, info.state.messages, processor, minutes, producers
+    )
+
+
+def producers_markdown(producers: tuple[dict, ...], now: float, window_s: float) -> str:
+    """A markdown table of the producers' health for the Dagster UI."""
+    lines = [
+        "| producer | alive | last minute published | shards | messages | retries | dropped |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
+    for health in sorted(producers, key=lambda h: str(h.get("producer"))):
+        last = health.get("last_published_minute") or health.get("last_minute")
+        shown = (
+            datetime.fromtimestamp(last, UTC).strftime("%Y-%m-%d %H:%M")
+            if isinstance(last, int | float)
+            else "-"
+        )
+        retries = health.get("retries_by_reason") or {}
+        lines.append(
+            f"| {health.get('producer')} | {'yes' if is_alive(health, now, window_s) else 'no'} "
+            f"| {shown} | {', '.join(map(str, health.get('shards') or [])) or '-'} "
+            f"| {health.get('messages', 0)} | {sum(retries.values())} "
+            f"| {health.get('dropped', 0)} |"
+        )
+    if not producers:
+        lines.append("| (no producer has reported) | | | | | | |")
+    return "\n".join(lines)
