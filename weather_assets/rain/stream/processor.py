@@ -755,7 +755,12 @@ def run(
                 log.info("stopped")
                 break
             error = query.exception()
-            log.error("query failed, restarting in %.0f s from its checkpoint: %s", pause, error)
+            log.error(
+                "query failed, restarting in %.0f s from its checkpoint: %s",
+                pause,
+                _short(str(error)),
+            )
+            log.debug("query failure: %s", error)
             stop.wait(pause)
             pause = min(pause * 2, RESTART_PAUSE_S[1])
     finally:
@@ -763,6 +768,15 @@ def run(
             with contextlib.suppress(Exception):  # already stopped by its own shutdown hook
                 spark.stop()
     return 0
+
+
+def _short(message: str) -> str:
+    """A failure's first line and, for a Python traceback, its last (the exception itself)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return message.strip()
+    tail = next((line for line in reversed(lines) if "Error" in line or "Exception" in line), "")
+    return lines[0] if tail in ("", lines[0]) else f"{lines[0]} ... {tail}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -6,7 +6,9 @@ several of them. One scenario feeds it, and each test checks one part of what ca
 
 1. three minutes published through the producer code path (``fetch_minute`` + ``publish``);
 2. malformed messages and duplicates injected straight into the stream, then a fourth minute;
-3. the NATS server stopped and started again on the same port and store, then a fifth minute.
+3. the NATS server stopped and started again on the same port and store, then a fifth minute;
+4. a batch that fails on the driver (the object store refusing a write, once): the query fails
+   and ``run`` starts it again from its checkpoint, which replays the batch.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from tests.weather_assets.rain.stream.processor_helpers import (
 )
 from weather_assets.rain.stream.log import data_subject
 from weather_assets.rain.stream.messages import NOWCAST, latest_per_coordinate
-from weather_assets.rain.stream.minute_store import read_dead_letters, read_minute
+from weather_assets.rain.stream.minute_store import read_dead_letters, read_minute, write_batch
 from weather_assets.rain.stream.processor import parse_args, run
 
 pytestmark = pytest.mark.integration  # a real nats-server and Spark
@@ -72,7 +74,7 @@ def stream_run(tmp_path_factory):
     server = EmbeddedServer(_free_port(), root / "nats", log_path=root / "nats.log").start()
     url = server.url
     locations = test_locations(COORDINATES)
-    minutes = [past_minute(ago) for ago in (7, 6, 5, 4, 3)]
+    minutes = [past_minute(ago) for ago in (8, 7, 6, 5, 4, 3)]
     with pytest.MonkeyPatch.context() as env:
         env.setattr("resources.settings.ENV_FILE", None)
         for name in ("S3_BUCKET", "S3_ENDPOINT_URL", "RAIN_CHECKPOINT_DIR", "SOURCE_MODE"):
@@ -136,7 +138,22 @@ def stream_run(tmp_path_factory):
             server.start()
             seen["fetched"][minutes[4]], _ = publish_minute(url, minutes[4], locations, SHARD_SIZE)
             wait_for(caught_up(url), CATCH_UP_S, "the minute after the log restarted")
-            seen["third"] = _snapshot(url, store, minutes)
+            seen["third"] = _snapshot(url, store, minutes[:5])
+
+            # 4. one failed batch: the query is started again and replays it
+            failures = []
+
+            def refuse_once(*args, **kwargs):
+                if not failures:
+                    failures.append(args[1])
+                    raise OSError("object store unavailable (test)")
+                return write_batch(*args, **kwargs)
+
+            env.setattr("weather_assets.rain.stream.processor.write_batch", refuse_once)
+            seen["fetched"][minutes[5]], _ = publish_minute(url, minutes[5], locations, SHARD_SIZE)
+            wait_for(caught_up(url), CATCH_UP_S, "the minute after a failed batch")
+            seen["failed_batches"] = failures
+            seen["fourth"] = _snapshot(url, store, minutes)
             yield seen
         finally:
             stop.set()
@@ -169,7 +186,7 @@ def test_minutes_are_marked_complete(stream_run):
 
 
 def test_real_time_view_holds_each_coordinate_at_its_newest_minute(stream_run):
-    for snapshot, newest in (("first", 2), ("second", 3), ("third", 4)):
+    for snapshot, newest in (("first", 2), ("second", 3), ("third", 4), ("fourth", 5)):
         latest = stream_run[snapshot]["latest"]
         minute = stream_run["minutes"][newest]
         assert len(latest) == COORDINATES
@@ -220,6 +237,17 @@ def test_query_resumes_after_the_log_restarts(stream_run):
     assert third["state"]["messages_total"] == third["last_seq"]
     _assert_same_numbers(third["minutes"][minute], stream_run["fetched"][minute])
     assert third["progress"][minute].complete
-    for m in stream_run["minutes"]:  # nothing processed twice across the restart
+    for m in stream_run["minutes"][:5]:  # nothing processed twice across the restart
         assert latest_per_coordinate(read_minute(stream_run["store"], m)).height == COORDINATES
         assert third["minutes"][m].height == COORDINATES
+
+
+def test_a_failed_batch_restarts_the_query_from_its_checkpoint(stream_run):
+    fourth = stream_run["fourth"]
+    minute = stream_run["minutes"][5]
+    assert len(stream_run["failed_batches"]) == 1
+    assert fourth["state"]["last_seq"] == fourth["last_seq"] == 6 * MESSAGES_PER_MINUTE + 6
+    assert fourth["state"]["messages_total"] == fourth["last_seq"]
+    assert fourth["state"]["batch_id"] >= stream_run["failed_batches"][0]
+    _assert_same_numbers(fourth["minutes"][minute], stream_run["fetched"][minute])
+    assert fourth["progress"][minute].complete
