@@ -30,6 +30,14 @@ for _name, _value in (
 
 
 @pytest.fixture(autouse=True)
+def _no_log_unless_started(monkeypatch):
+    """No test reaches a NATS server it did not start: without ``NATS_URL`` the platform would
+    use the embedded server's default port, where a `make run` on the same machine listens.
+    ``nats_server`` points it at a server of the test's own."""
+    monkeypatch.setenv("NATS_URL", NO_LOG_URL)
+
+
+@pytest.fixture(autouse=True)
 def _no_local_env_file(monkeypatch):
     """A developer's own .env (read by ``load_settings`` and loaded by the web service, as
     Dagster loads it) must not reach the suite; tests of .env turn it back on."""
