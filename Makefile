@@ -94,6 +94,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/definitions_load.py
 	$(BIN)/python benchmarks/rain_tick.py
+	$(BIN)/python benchmarks/rain_producer.py
 	$(BIN)/python benchmarks/predict_load.py
 
 lint: install

@@ -718,7 +718,13 @@ def run(
     if stop.is_set():
         return 0
     own_session = spark is None
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     spark = spark or spark_session(settings)
+    # SparkContext installs its own SIGINT handler (cancel the jobs, raise KeyboardInterrupt):
+    # Ctrl-C in `make run` reaches every process, so keep ours, which ends the batch cleanly.
+    for sig, handler in handlers.items():
+        if callable(handler) and threading.current_thread() is threading.main_thread():
+            signal.signal(sig, handler)
     store = object_store_from(settings)
     checkpoint = args.checkpoint or checkpoint_dir(settings)
     log.info(
