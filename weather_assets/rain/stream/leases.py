@@ -37,7 +37,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from weather_assets.rain.stream.log import PRODUCERS
+from weather_assets.rain.stream.log import PRODUCERS, current_entries
 
 LEASE_PREFIX = "shard-"
 
@@ -125,22 +125,6 @@ def shards_to_release(held: Collection[int], target: int) -> list[int]:
 
 
 # --- the bucket ---------------------------------------------------------------------------------
-
-
-async def current_entries(kv: KeyValue, timeout_s: float = 5.0) -> list[KeyValue.Entry]:
-    """Every key's current value (deleted and expired keys left out)."""
-    watcher = await kv.watchall(ignore_deletes=True)
-    entries: list[KeyValue.Entry] = []
-    try:
-        while True:
-            entry = await watcher.updates(timeout=timeout_s)
-            if entry is None:  # caught up with the bucket
-                break
-            if entry.value:
-                entries.append(entry)
-    finally:
-        await watcher.stop()
-    return entries
 
 
 async def read_holders(kv: KeyValue, n_shards: int) -> dict[int, tuple[str, int]]:

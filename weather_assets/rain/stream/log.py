@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError
+from nats.js.kv import KeyValue
 
 from resources.jetstream import nats_url_from
 from resources.settings import Settings
@@ -166,3 +167,19 @@ async def ensure_log(js: JetStreamContext, config: LogConfig) -> api.StreamInfo:
         except BadRequestError:
             await js.key_value(bucket.bucket)  # exists (with other limits): use it as it is
     return info
+
+
+async def current_entries(kv: KeyValue, timeout_s: float = 5.0) -> list[KeyValue.Entry]:
+    """Every key's current value (deleted and expired keys left out)."""
+    watcher = await kv.watchall(ignore_deletes=True)
+    entries: list[KeyValue.Entry] = []
+    try:
+        while True:
+            entry = await watcher.updates(timeout=timeout_s)
+            if entry is None:  # caught up with the bucket
+                break
+            if entry.value:
+                entries.append(entry)
+    finally:
+        await watcher.stop()
+    return entries

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from resources.object_store import ObjectStore
 from tests.weather_assets.rain.stream.processor_helpers import fetch, test_locations
+from weather_assets.rain.stream.log import kv_key
 from weather_assets.rain.stream.messages import (
     DUPLICATE,
     NOWCAST,
@@ -32,7 +33,6 @@ from weather_assets.rain.stream.processor import (
     parse_partition,
     parsed_from_arrow,
     parsed_spark_schema,
-    realtime_values,
     seen_from_store,
 )
 from weather_assets.rain.stream.realtime import realtime_entries
@@ -147,16 +147,45 @@ def test_batch_line_names_range_counts_and_seconds():
     assert "4 dead, 3 duplicates, 1.75 s (spark 1.50, log 0.25)" in line
 
 
-def test_realtime_values_are_realtime_entries():
+def _entries_row_by_row(parsed: pl.DataFrame, updated_at: datetime) -> list[tuple[str, bytes]]:
+    """The reference: each coordinate's newest minute, lowest sequence first, one row at a time."""
+    newest: dict[str, dict] = {}
+    for row in parsed.filter(pl.col("kind") == "nowcast").sort("seq").iter_rows(named=True):
+        best = newest.get(row["location_id"])
+        if best is None or row["minute"] > best["minute"]:
+            newest[row["location_id"]] = row
+    order = sorted(newest.values(), key=lambda r: (-r["minute"].timestamp(), r["seq"]))
+    return [
+        (
+            kv_key(r["location_id"]),
+            json.dumps(
+                {
+                    "location_id": r["location_id"],
+                    "lat": r["lat"],
+                    "lon": r["lon"],
+                    "minute": int(r["minute"].replace(tzinfo=UTC).timestamp()),
+                    "next_hour_precipitation_mm": r["next_hour_precipitation_mm"],
+                    "minutes_covered": r["minutes_covered"],
+                    "error": r["error"],
+                    "answered_at": r["answered_at"].replace(tzinfo=UTC).timestamp(),
+                    "updated_at": round(updated_at.timestamp(), 3),
+                }
+            ).encode(),
+        )
+        for r in order
+    ]
+
+
+def test_realtime_entries_are_each_coordinates_newest_minute():
     raw = pl.concat([_fetched(MINUTE).raw(), _fetched(MINUTE + timedelta(minutes=1)).raw(100)])
     parsed = parse_messages(raw)
     now = datetime(2026, 12, 5, 10, 1, 7, 250_000, tzinfo=UTC)
-    fast = realtime_values(parsed, now)
-    slow = realtime_entries(parsed, now)
+    fast = realtime_entries(parsed, now)
+    slow = _entries_row_by_row(parsed, now)
     assert [k for k, _ in fast] == [k for k, _ in slow]
     assert [json.loads(v) for _, v in fast] == [json.loads(v) for _, v in slow]
     assert {json.loads(v)["minute"] for _, v in fast} == {int(MINUTE.timestamp()) + 60}
-    assert realtime_values(parsed.clear(), now) == []
+    assert realtime_entries(parsed.clear(), now) == []
 
 
 def test_real_time_view_never_goes_back_a_minute():
