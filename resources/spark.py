@@ -177,6 +177,19 @@ def spark_resource_from_env(
     return LazyPySparkResource(spark_config=spark_config_from_env(extra, settings))
 
 
+def session_from(conf: Mapping[str, str], log_level: str = "WARN") -> Any:
+    """A SparkSession with ``conf`` (e.g. ``spark_config_from_env``), outside a Dagster run:
+    the stream processor's long-running query, the tests' shared session."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(log_level)
+    return spark
+
+
 def to_spark_uri(uri: str) -> str:
     """Object-store URIs are ``s3://`` (boto3's spelling); Hadoop reads S3 through ``s3a://``."""
     return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri

@@ -21,9 +21,7 @@ def shared_spark_session():
     """Create (once) and return the test session; later calls return the same one."""
     global _session
     if _session is None:
-        from pyspark.sql import SparkSession
-
-        from resources.spark import spark_config
+        from resources.spark import session_from, spark_config
 
         root = Path(tempfile.mkdtemp(prefix="spark-tests-"))
         atexit.register(shutil.rmtree, root, ignore_errors=True)
@@ -38,11 +36,7 @@ def shared_spark_session():
                 "spark.driver.extraJavaOptions": f"-Dderby.system.home={root / 'derby'}",
             },
         )
-        builder = SparkSession.builder
-        for key, value in conf.items():
-            builder = builder.config(key, value)
-        _session = builder.getOrCreate()
-        _session.sparkContext.setLogLevel("ERROR")
+        _session = session_from(conf, log_level="ERROR")
     return _session
 
 

@@ -595,19 +595,13 @@ def batch_offsets(checkpoint: str, batch_id: int) -> tuple[int, int] | None:
 
 
 def spark_session(settings: Settings):
-    from pyspark.sql import SparkSession
+    from resources.spark import session_from, spark_config_from_env
 
-    from resources.spark import spark_config_from_env
-
-    conf = spark_config_from_env(
-        {"spark.app.name": APP_NAME, "spark.sql.streaming.stopTimeout": "30s"}, settings
+    return session_from(
+        spark_config_from_env(
+            {"spark.app.name": APP_NAME, "spark.sql.streaming.stopTimeout": "30s"}, settings
+        )
     )
-    builder = SparkSession.builder
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
-    return spark
 
 
 def start_query(
