@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SIMULATED = "simulated"
@@ -138,6 +138,8 @@ class Settings(BaseSettings):
         validation_alias="WAREHOUSE_PATH",
     )
     s3_bucket: str | None = Field(None, validation_alias="S3_BUCKET")
+    # The NASA brief's name for S3_BUCKET: either may be set, never two different buckets.
+    s3_bucket_name: str | None = Field(None, validation_alias="S3_BUCKET_NAME")
     s3_prefix: str = Field("dagster", validation_alias="S3_PREFIX")
     s3_endpoint_url: str | None = Field(None, validation_alias="S3_ENDPOINT_URL")
     openweathermap_base_url: str = Field(
@@ -201,6 +203,27 @@ class Settings(BaseSettings):
     @classmethod
     def _stock_size(cls, raw: Any) -> str:
         return _one_of(raw, STOCK_SIZES)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bucket_alias(cls, data: Any) -> Any:
+        """``S3_BUCKET_NAME`` alone sets the bucket (the NASA brief names it so)."""
+        if isinstance(data, dict):
+            alias = data.get("S3_BUCKET_NAME", data.get("s3_bucket_name"))
+            if alias and not (data.get("S3_BUCKET") or data.get("s3_bucket")):
+                data = {**data, "S3_BUCKET": alias}
+        return data
+
+    @field_validator("s3_bucket_name")
+    @classmethod
+    def _bucket_alias_agrees(cls, alias: str | None, info: ValidationInfo) -> str | None:
+        bucket = info.data.get("s3_bucket")
+        if alias and bucket and alias != bucket:
+            raise ValueError(
+                f"is another name for S3_BUCKET, and they differ: S3_BUCKET={bucket!r}, "
+                f"S3_BUCKET_NAME={alias!r}; set one of them"
+            )
+        return alias
 
     @field_validator("s3_prefix", mode="before")
     @classmethod
@@ -281,7 +304,7 @@ class Settings(BaseSettings):
         else:
             objects = str(self.objects_dir / self.s3_prefix)
         shown = {"source_mode", "data_dir", "warehouse_path"}
-        shown |= {"s3_bucket", "s3_prefix", "s3_endpoint_url"}
+        shown |= {"s3_bucket", "s3_bucket_name", "s3_prefix", "s3_endpoint_url"}
         extra = [
             f"{env_name(name)}={getattr(self, name)}"
             for name in type(self).model_fields

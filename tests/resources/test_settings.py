@@ -50,8 +50,9 @@ def dotenv_dir(tmp_path, clean_env) -> Path:
 
 def test_every_platform_variable_is_a_setting():
     assert VARIABLES == [
-        "SOURCE_MODE", "DATA_DIR", "WAREHOUSE_PATH", "S3_BUCKET", "S3_PREFIX", "S3_ENDPOINT_URL",
-        "OPENWEATHERMAP_BASE_URL", "OPENWEATHERMAP_CALLS_PER_MINUTE", "LOCATIONS_FILE",
+        "SOURCE_MODE", "DATA_DIR", "WAREHOUSE_PATH", "S3_BUCKET", "S3_BUCKET_NAME", "S3_PREFIX",
+        "S3_ENDPOINT_URL", "OPENWEATHERMAP_BASE_URL", "OPENWEATHERMAP_CALLS_PER_MINUTE",
+        "LOCATIONS_FILE",
         "SIMULATOR_SEED", "SIMULATOR_FAULT_RATE", "RAIN_PARTITION_DAYS",
         "RAIN_RAW_RETENTION_HOURS", "NATS_URL", "NATS_PORT", "RAIN_STREAM_MAX_AGE_HOURS",
         "RAIN_STREAM_REPLICAS", "RAIN_MINUTE_GRACE_SECONDS", "RAIN_PRODUCERS", "RAIN_CHECKPOINT_DIR",
@@ -197,6 +198,22 @@ def test_empty_variables_count_as_unset(clean_env):
         clean_env.setenv(name, "")
     assert load_settings().model_dump() == defaults
     assert load_settings().model_fields_set == set()
+
+
+def test_s3_bucket_name_is_the_nasa_briefs_name_for_s3_bucket(clean_env):
+    clean_env.setenv("S3_BUCKET_NAME", "nasa-images")
+    assert load_settings().s3_bucket == "nasa-images"
+    assert "s3://nasa-images/dagster" in load_settings().summary()
+    clean_env.setenv("S3_BUCKET", "nasa-images")  # both, the same: fine
+    assert load_settings().s3_bucket == "nasa-images"
+    clean_env.setenv("S3_BUCKET", "other")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    (line,) = caught.value.problems
+    assert line == (
+        "S3_BUCKET_NAME is another name for S3_BUCKET, and they differ: "
+        "S3_BUCKET='other', S3_BUCKET_NAME='nasa-images'; set one of them"
+    )
 
 
 def test_dotenv_is_read_and_the_environment_beats_it(dotenv_dir, clean_env):
