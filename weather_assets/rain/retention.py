@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import field_validator
 
 from resources import clock
 from resources.object_store import ObjectStore
@@ -32,10 +33,35 @@ class RainRetentionConfig(dg.Config):
     """Next-hour totals (rolling_precipitation_sum) older than this are deleted
     (default: RAIN_PARTITION_DAYS)."""
 
+    @field_validator("raw_retention_hours", "totals_retention_days")
+    @classmethod
+    def _at_least_one(cls, value: int | None, info) -> int | None:
+        # The launchpad takes any int: 0 or -1 would put the cutoff at or after now and
+        # delete every row.
+        if value is not None and value < 1:
+            raise ValueError(
+                f"{info.field_name} must be at least 1 (got {value}): a cutoff at or after now "
+                "would delete every row"
+            )
+        return value
 
-def _delete_before(
+
+# The newest cutoff any delete accepts: rows of the last hour are never retention's to delete.
+MIN_AGE = timedelta(hours=1)
+
+
+def delete_before(
     conn: duckdb.DuckDBPyConnection, table: str, column: str, cutoff: datetime
 ) -> int:
+    """Delete ``weather.table`` rows with ``column < cutoff``; refuses a cutoff later than an
+    hour ago whatever computed it (defence in depth behind the config's validation)."""
+    latest = clock.utcnow() - MIN_AGE
+    if cutoff > latest:
+        raise ValueError(
+            f"refusing to delete weather.{table} rows before {cutoff:%Y-%m-%d %H:%M:%S} UTC: the "
+            f"cutoff is later than one hour ago ({latest:%Y-%m-%d %H:%M:%S} UTC); check the "
+            "retention settings (RAIN_RAW_RETENTION_HOURS, RAIN_PARTITION_DAYS) and run config"
+        )
     if not table_exists(conn, "weather", table):
         return 0
     cutoff_naive = clock.naive_utc(cutoff)
@@ -71,8 +97,8 @@ def compact_rain_history(
     raw_rows = total_rows = 0
     if Path(warehouse.database).exists():
         with warehouse.get_connection() as conn:
-            raw_rows = _delete_before(conn, "rain_forecasts", "fetched_minute", raw_cutoff)
-            total_rows = _delete_before(
+            raw_rows = delete_before(conn, "rain_forecasts", "fetched_minute", raw_cutoff)
+            total_rows = delete_before(
                 conn, "rolling_precipitation_sum", "window_start", totals_cutoff
             )
             conn.execute("checkpoint")

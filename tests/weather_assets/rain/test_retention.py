@@ -7,11 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import duckdb
+import pytest
 
+from tests.hardening.bad_input_helpers import failure_text
 from weather_assets.partitions import MINUTE_FORMAT
 from weather_assets.rain.assets import RAIN_ASSETS
 from weather_assets.rain.checks import RAIN_CHECKS
 from weather_assets.rain.jobs import rain_retention_job
+from weather_assets.rain.retention import delete_before
 from weather_assets.rain.stream import minute_store
 from weather_assets.rain.stream.messages import parse_messages, raw_frame
 
@@ -76,3 +79,67 @@ def test_old_raw_rows_and_payloads_go_recent_ones_stay(platform_resources, insta
     kept = store.list_keys(store.key(minute_store.STREAM_PREFIX))
     assert sorted(kept) == sorted(k for k in stream_files if recent[:10] in k)
     assert len(kept) == 2, "the recent minute file and its dead letters stay"
+
+
+def run_retention(resources, instance, **config) -> dg.ExecuteInProcessResult:
+    job = dg.Definitions(jobs=[rain_retention_job], resources=resources).resolve_job_def(
+        "rain_retention_job"
+    )
+    return job.execute_in_process(
+        instance=instance,
+        run_config={"ops": {"compact_rain_history": {"config": config}}},
+        raise_on_error=False,
+    )
+
+
+def table_counts(resources) -> tuple[int, int]:
+    with duckdb.connect(resources["warehouse"].database, read_only=True) as conn:
+        return (
+            conn.execute("select count(*) from weather.rain_forecasts").fetchone()[0],
+            conn.execute("select count(*) from weather.rolling_precipitation_sum").fetchone()[0],
+        )
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"raw_retention_hours": -1}, "raw_retention_hours"),
+        ({"raw_retention_hours": 0}, "raw_retention_hours"),
+        ({"totals_retention_days": 0}, "totals_retention_days"),
+    ],
+)
+def test_a_retention_below_one_fails_and_deletes_nothing(
+    platform_resources, instance, config, field
+):
+    key = (datetime.now(UTC) - timedelta(minutes=5)).strftime(MINUTE_FORMAT)
+    assert dg.materialize(
+        [*RAIN_ASSETS, *RAIN_CHECKS],
+        resources=platform_resources,
+        instance=instance,
+        partition_key=key,
+    ).success
+    before = table_counts(platform_resources)
+    store = platform_resources["object_store"]
+    payloads = store.list_keys(store.key("raw/openweathermap/onecall"))
+
+    result = run_retention(platform_resources, instance, **config)
+
+    assert not result.success
+    failure = failure_text(result, "compact_rain_history")
+    assert field in failure and "at least 1" in failure, failure
+    assert table_counts(platform_resources) == before
+    assert store.list_keys(store.key("raw/openweathermap/onecall")) == payloads
+
+
+@pytest.mark.parametrize("minutes_ago", [0, 30, -60])
+def test_the_delete_itself_refuses_a_cutoff_later_than_an_hour_ago(minutes_ago):
+    conn = duckdb.connect()
+    conn.execute("create schema weather")
+    conn.execute("create table weather.rain_forecasts (fetched_minute timestamp)")
+    conn.execute("insert into weather.rain_forecasts values (now()::timestamp)")
+    cutoff = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    with pytest.raises(ValueError, match="later than one hour ago"):
+        delete_before(conn, "rain_forecasts", "fetched_minute", cutoff)
+    assert conn.execute("select count(*) from weather.rain_forecasts").fetchone()[0] == 1
+    # An hour and a minute ago is allowed (and deletes nothing newer).
+    assert delete_before(conn, "rain_forecasts", "fetched_minute", cutoff - timedelta(hours=2)) == 0
