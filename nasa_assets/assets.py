@@ -27,7 +27,7 @@ from nasa_assets.download import (
 )
 from nasa_assets.keys import query_folder, safe_key_component, stored_ids
 from nasa_assets.partitions import NASA_QUERIES
-from nasa_assets.queries import validate_query
+from nasa_assets.queries import require_normal_query
 from nasa_assets.search import DEFAULT_RENDITION, RENDITIONS, sample, search_frame
 from resources.asset_metadata import column_schema, warehouse_table
 from resources.http import ApiAuthError
@@ -79,10 +79,14 @@ class NasaSearchConfig(dg.Config):
 
 
 def _query(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
+    """The partition key, refused unless already in normal form (a retry cannot fix it)."""
     try:
-        return validate_query(context.partition_key)
+        return require_normal_query(context.partition_key)
     except ValueError as exc:
-        raise dg.Failure(f"partition {context.partition_key!r}: {exc}") from None
+        raise dg.Failure(
+            f"partition {context.partition_key!r}: {exc}; add that partition and delete this one",
+            allow_retries=False,
+        ) from None
 
 
 @dg.asset(

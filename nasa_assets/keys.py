@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from nasa_assets.queries import require_normal_query
+
 GROUP = "nasa"
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
@@ -32,8 +34,9 @@ def safe_key_component(value: str) -> str:
 
 
 def query_folder(query: str) -> str:
-    """The key folder of one search query, below the store prefix: ``nasa/{query}``."""
-    return f"{GROUP}/{safe_key_component(query)}"
+    """The key folder of one search query, below the store prefix: ``nasa/{query}``. Only a
+    query in normal form has one, so ``"moon "`` cannot get a folder beside ``moon``'s."""
+    return f"{GROUP}/{safe_key_component(require_normal_query(query))}"
 
 
 def image_key(query: str, nasa_id: str, extension: str) -> str:

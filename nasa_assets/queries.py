@@ -35,8 +35,23 @@ def validate_query(query: object) -> str:
     return text
 
 
+def require_normal_query(key: object) -> str:
+    """``key`` itself when it is already its normal form (``validate_query``), else an error
+    naming both: a partition ``"moon "`` would search ``moon`` and write its rows under
+    ``query = 'moon'``, where the partition's delete never reaches, so each run appends a copy.
+    """
+    normal = validate_query(key)
+    if normal != key:
+        raise ValueError(
+            f"query {key!r} is not in normal form {normal!r} (spaces collapsed, none around): "
+            f"use {normal!r} instead"
+        )
+    return normal
+
+
 def load_queries(path: Path = QUERIES_FILE) -> list[str]:
-    """The queries of a YAML file ``queries: [...]`` (or a bare list), validated, de-duplicated."""
+    """The queries of a YAML file ``queries: [...]`` (or a bare list), each already in normal
+    form (they become partition keys as written), de-duplicated."""
     try:
         content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -57,7 +72,7 @@ def load_queries(path: Path = QUERIES_FILE) -> list[str]:
     queries: list[str] = []
     for item in items:
         try:
-            query = validate_query(item)
+            query = require_normal_query(item)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
         if query not in queries:
@@ -80,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     with dg.DagsterInstance.get() as instance:
         if args.command == "add":
             try:
-                queries = [validate_query(q) for q in args.query]
+                queries = [require_normal_query(q) for q in args.query]
             except ValueError as exc:
                 parser.error(str(exc))
             known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))

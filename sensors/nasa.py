@@ -10,7 +10,7 @@ import dagster as dg
 
 from nasa_assets.assets import nasa_images
 from nasa_assets.jobs import nasa_job
-from nasa_assets.partitions import NASA_QUERIES
+from nasa_assets.partitions import NASA_QUERIES, add_queries_request
 from nasa_assets.queries import QUERIES_FILE, load_queries
 
 
@@ -38,5 +38,5 @@ def nasa_queries_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason(f"{len(queries)} queries, all materialized")
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[NASA_QUERIES.build_add_request(new)] if new else [],
+        dynamic_partitions_requests=[add_queries_request(new)] if new else [],
     )

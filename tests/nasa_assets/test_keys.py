@@ -143,6 +143,15 @@ def test_a_bad_extension_is_rejected(extension):
         image_key("moon", "PIA1", extension)
 
 
+@pytest.mark.parametrize("query", ["moon ", "apollo  11"])
+def test_keys_refuse_a_query_that_is_not_in_normal_form(query):
+    """``"moon "`` would get a folder of its own beside ``moon``'s: refused, naming both."""
+    for build in (lambda: query_folder(query), lambda: image_key(query, "PIA1", ".jpg")):
+        with pytest.raises(ValueError, match="normal form") as caught:
+            build()
+        assert repr(query) in str(caught.value)
+
+
 def test_image_key_rejects_a_bad_query_or_id():
     """Blank query or id -> ValueError, not a key with an empty segment."""
     with pytest.raises(ValueError):

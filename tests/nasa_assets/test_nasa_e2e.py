@@ -243,3 +243,29 @@ def test_bad_configuration_fails_with_a_clear_message(spark, platform_env, insta
     assert "rendition must be one of orig, large, medium, small, thumb" in str(
         failure.step_failure_data.error
     )
+
+
+@pytest.mark.parametrize(("key", "normal"), [("moon ", "moon"), ("apollo  11", "apollo 11")])
+def test_a_partition_key_not_in_normal_form_fails_and_writes_nothing(
+    platform_env, instance, key, normal
+):
+    """A key added from the UI as ``"moon "`` would search ``moon`` and append a copy of its
+    rows on every run (the IO manager deletes ``query = 'moon '``, inserts ``'moon'``)."""
+    result = _materialize(
+        build_resources(load_settings()), instance, key, selection=["nasa_image_search"]
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = str(failure.step_failure_data.error)
+    assert f"{key!r}" in message and f"normal form {normal!r}" in message
+    assert not load_settings().warehouse_path.exists() or _rows() == 0
+
+
+def _rows() -> int:
+    with duckdb.connect(str(load_settings().warehouse_path), read_only=True) as conn:
+        return (
+            conn.execute(
+                "select count(*) from information_schema.tables where table_name = 'nasa_image_search'"
+            ).fetchone()[0]
+            and conn.execute("select count(*) from nasa.nasa_image_search").fetchone()[0]
+        )

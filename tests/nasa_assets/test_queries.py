@@ -14,6 +14,7 @@ from nasa_assets.queries import (
     QUERIES_FILE,
     load_queries,
     main,
+    require_normal_query,
     validate_query,
 )
 
@@ -78,10 +79,31 @@ def test_queries_are_loaded_in_order_and_de_duplicated(tmp_path):
     assert load_queries(path) == ["moon", "apollo 11"]
 
 
-def test_duplicates_after_normalising_whitespace_are_dropped(tmp_path):
-    """``apollo 11`` and ``  apollo   11`` are the same search."""
+@pytest.mark.parametrize(
+    ("key", "normal"),
+    [("moon ", "moon"), (" moon", "moon"), ("apollo  11", "apollo 11"), ("a\u00a0b", "a b")],
+)
+def test_a_key_that_is_not_in_normal_form_is_refused_naming_its_normal_form(key, normal):
+    """``"moon "`` would search ``moon`` and write its rows under another query: refused."""
+    with pytest.raises(ValueError) as caught:
+        require_normal_query(key)
+    assert f"{key!r}" in str(caught.value) and f"normal form {normal!r}" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["moon", "apollo 11", "Moon", "MARS Rover", "l'\u00e9toile"])
+def test_normal_keys_pass_unchanged_and_case_is_kept(key):
+    """Normalising collapses whitespace only: ``Moon`` is its own (normal) query."""
+    assert require_normal_query(key) == key
+
+
+def test_a_file_entry_that_is_not_in_normal_form_is_refused(tmp_path):
+    """``"  apollo   11 "`` in the file: an error naming the file, the entry and its normal
+    form, not a partition ``apollo 11`` that the file does not spell."""
     path = write(tmp_path, 'queries:\n  - "apollo 11"\n  - "  apollo   11 "\n  - mars\n')
-    assert load_queries(path) == ["apollo 11", "mars"]
+    with pytest.raises(ValueError) as caught:
+        load_queries(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert "'  apollo   11 '" in str(caught.value) and "'apollo 11'" in str(caught.value)
 
 
 def test_a_bare_list_is_accepted(tmp_path):
@@ -174,7 +196,7 @@ def registered() -> list[str]:
 def test_add_registers_validated_queries_in_the_dagster_home_instance(dagster_home, capsys):
     """``add`` writes the (normalised, de-duplicated) queries as ``nasa_queries`` partitions
     of ``$DAGSTER_HOME``'s instance; ``list`` prints them; re-adding adds nothing new."""
-    assert main(["add", "moon", "  apollo   11 ", "moon"]) == 0
+    assert main(["add", "moon", "apollo 11", "moon"]) == 0
     assert "added 2 of 3: moon, apollo 11" in capsys.readouterr().out
     assert registered() == ["moon", "apollo 11"]
 
@@ -194,6 +216,15 @@ def test_add_rejects_an_invalid_query_and_registers_nothing(dagster_home, capsys
         main(["add", "moon", "moon\nlanding"])
     assert caught.value.code == 2
     assert "partition key" in capsys.readouterr().err
+    assert registered() == []
+
+
+def test_add_refuses_a_key_that_is_not_in_normal_form(dagster_home, capsys):
+    """``add "apollo  11"`` -> usage error naming the normal form; nothing registered."""
+    with pytest.raises(SystemExit) as caught:
+        main(["add", "moon", "apollo  11"])
+    assert caught.value.code == 2
+    assert "normal form 'apollo 11'" in capsys.readouterr().err
     assert registered() == []
 
 

@@ -56,3 +56,11 @@ def test_a_broken_queries_file_is_a_skip_naming_it(instance, queries_file):
     skipped = _tick(instance)
     assert isinstance(skipped, dg.SkipReason)
     assert "queries.yaml" in skipped.skip_message and "must be a list" in skipped.skip_message
+
+
+def test_a_file_entry_not_in_normal_form_is_a_skip_naming_its_normal_form(instance, queries_file):
+    queries_file.write_text('queries:\n  - "moon "\n')
+    skipped = _tick(instance)
+    assert isinstance(skipped, dg.SkipReason)
+    assert "'moon '" in skipped.skip_message and "normal form 'moon'" in skipped.skip_message
+    assert list(instance.get_dynamic_partitions("nasa_queries")) == []
