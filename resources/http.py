@@ -5,6 +5,12 @@ a pooled `requests.Session`, client-side rate limiting, retries with exponential
 full jitter (honouring `Retry-After`), and errors that say which service, which request and why,
 without ever leaking API keys (they often travel as query parameters, which requests embeds in
 its exception messages and urllib3 in its DEBUG request lines).
+
+Hostile or broken servers are bounded too: redirects are followed only within the request's
+origin (requests would carry custom credential headers such as ESIOS's ``x-api-key``, and any
+query-string key, to whatever host a redirect names, and over plain ``http://``); a whole
+request has a deadline (requests' timeout is per socket read, so a server dripping a byte a
+second never trips it); bodies are streamed against a size cap.
 """
 
 from __future__ import annotations
@@ -22,19 +28,23 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
-from urllib3.exceptions import ReadTimeoutError
+import urllib3
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from resources.rate_limit import RateLimiter
 
 __all__ = [
+    "DEFAULT_DEADLINE_S",
+    "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_RETRY",
     "ApiAuthError",
     "ApiError",
     "ApiRateLimitError",
+    "ApiRedirectError",
     "ApiResponseError",
     "HttpClient",
     "HttpStats",
@@ -43,6 +53,13 @@ __all__ = [
 ]
 
 _SNIPPET_CHARS = 200
+DEFAULT_DEADLINE_S = 120.0
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_REDIRECTS = 5
+# An error answer is only read for its message: a few KiB is plenty, more is cut off.
+_ERROR_BODY_BYTES = 64 * 1024
+_READ_CHUNK = 64 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _REDACTED = "***"
 _AUTH_STATUSES = frozenset({401, 403})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -122,7 +139,13 @@ class ApiRateLimitError(ApiError):
 
 
 class ApiResponseError(ApiError):
-    """The body is not the JSON we asked for (e.g. an HTML error page served with HTTP 200)."""
+    """The body is not the JSON we asked for (e.g. an HTML error page served with HTTP 200),
+    or is larger than the client's cap."""
+
+
+class ApiRedirectError(ApiError):
+    """A redirect to another origin (host, port or scheme) was refused, or redirects looped:
+    following it would carry the request's credentials (headers, query-string keys) there."""
 
 
 @dataclass(frozen=True)
@@ -283,15 +306,28 @@ class HttpClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         pool_size: int = 16,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_body_env_var: str | None = None,
     ) -> None:
+        """``timeout_s`` bounds each socket read, ``deadline_s`` one whole attempt (request,
+        same-origin redirects, body); ``max_body_bytes`` caps a body, and ``max_body_env_var``
+        names the setting to raise in the error when a body is over it."""
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size!r}")
+        if not deadline_s > 0:
+            raise ValueError(f"deadline_s must be > 0, got {deadline_s!r}")
+        if max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes!r}")
         self.service = service
         self.base_url = base_url
         self.key_env_var = key_env_var
         self.timeout_s = float(timeout_s)
+        self.deadline_s = float(deadline_s)
+        self.max_body_bytes = int(max_body_bytes)
+        self.max_body_env_var = max_body_env_var
         self.retry = retry
         self.rate_limiter = rate_limiter
         self.stats = HttpStats()
@@ -402,18 +438,18 @@ class HttpClient:
             flat = flat[: _SNIPPET_CHARS - 3] + "..."
         return flat
 
-    def _body_text(self, response: requests.Response) -> str:
+    def _body_text(self, content: bytes, response: requests.Response) -> str:
         try:
-            return response.content.decode(response.encoding or "utf-8", errors="replace")
+            return content.decode(response.encoding or "utf-8", errors="replace")
         except LookupError:  # a charset Python does not know: still show something
-            return response.content.decode("utf-8", errors="replace")
+            return content.decode("utf-8", errors="replace")
 
-    def _api_message(self, body: Any, response: requests.Response) -> str:
+    def _api_message(self, body: Any, content: bytes, response: requests.Response) -> str:
         """The API's own explanation if it gave one, else a snippet of the body."""
         message = _find_message(body)
         if message:
             return self._snippet(message)
-        text = self._body_text(response)
+        text = self._body_text(content, response)
         return repr(self._snippet(text)) if text.strip() else "(empty body)"
 
     def _get(
@@ -428,21 +464,9 @@ class HttpClient:
         shown = self._display_url(url)
         policy = self.retry
         for attempt in range(1, policy.max_attempts + 1):
-            if self.rate_limiter is not None:
-                self.stats.record_rate_limit_wait(self.rate_limiter.acquire())
-            self.stats.record_request()
-            failure: _Failure | None = None
-            response: requests.Response | None = None
-            try:
-                response = self._session.get(
-                    url, params=params, headers=headers, timeout=self.timeout_s
-                )
-            except requests.RequestException as exc:
-                failure = self._exception_failure(exc, shown)
-            if response is not None:
-                ok, result, failure = self._response_outcome(response, shown, want_json=want_json)
-                if ok:
-                    return result
+            ok, result, failure = self._attempt(url, params, headers, shown, want_json=want_json)
+            if ok:
+                return result
             assert failure is not None
             # Raised outside any `except` block on purpose: no __context__ chain carrying
             # requests' exception text (full URL with query-string keys).
@@ -465,6 +489,138 @@ class HttpClient:
             )
             self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str],
+        shown: str,
+        *,
+        want_json: bool,
+    ) -> tuple[bool, Any, _Failure | None]:
+        """One attempt under one deadline: the request, the redirects it leads to within its
+        origin (each counted and rate limited like a request), and the streamed body."""
+        deadline = time.monotonic() + self.deadline_s
+        target, query = url, params
+        for hop in range(MAX_REDIRECTS + 1):
+            if hop and time.monotonic() > deadline:
+                return False, None, self._deadline_failure(shown, 0)
+            if self.rate_limiter is not None:
+                self.stats.record_rate_limit_wait(self.rate_limiter.acquire())
+            self.stats.record_request()
+            try:
+                response = self._session.get(
+                    target,
+                    params=query,
+                    headers=headers,
+                    timeout=self.timeout_s,
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except requests.RequestException as exc:
+                return False, None, self._exception_failure(exc, shown)
+            try:
+                if not response.is_redirect:
+                    return self._response_outcome(response, shown, deadline, want_json=want_json)
+                location = self._session.get_redirect_target(response) or ""
+                next_url = requests.utils.requote_uri(urljoin(response.url, location))
+                refused = self._refuse_redirect(target, next_url, response.status_code)
+                if refused is not None:
+                    return False, None, _Failure("redirect", "", False, lambda n, e=refused: e)
+                target, query = next_url, None  # the Location carries its own query
+            finally:
+                response.close()
+        error = ApiRedirectError(
+            f"{self.service} redirected GET {self._log_target(url)} more than {MAX_REDIRECTS} "
+            f"times (last to {self._display_url(target)})",
+            self.service,
+            None,
+            shown,
+        )
+        return False, None, _Failure("redirect", "", False, lambda n: error)
+
+    def _refuse_redirect(self, source: str, target: str, status: int) -> ApiRedirectError | None:
+        """None if ``target`` has ``source``'s origin; else why following it is refused."""
+        if _origin(target) == _origin(source):
+            return None
+        what = f"{self.service} redirected GET {self._log_target(source)} (HTTP {status}) to"
+        if _origin(source)[0] == "https" and _origin(target)[0] != "https":
+            message = (
+                f"{what} plain http:// ({self._display_url(target)}): refused, so the "
+                "credentials sent with the request cannot travel unencrypted"
+            )
+        else:
+            message = (
+                f"{what} {self._display_url(target)}, another origin: refused, so the "
+                "credentials sent with the request cannot reach it"
+            )
+        return ApiRedirectError(message, self.service, status, self._display_url(source))
+
+    def _read_body(
+        self, response: requests.Response, shown: str, deadline: float, *, error: bool
+    ) -> tuple[bytes, _Failure | None]:
+        """The body, streamed until the deadline and at most ``max_body_bytes`` long (an error
+        answer is only read for its message: its first 64 KiB, the rest is dropped)."""
+        limit = _ERROR_BODY_BYTES if error else self.max_body_bytes
+        status = response.status_code
+        raw = response.raw
+        if not isinstance(raw, urllib3.response.BaseHTTPResponse):
+            # A transport adapter (the simulators) hands the body over already in memory.
+            content = response.content or b""
+            if len(content) > limit and not error:
+                return b"", self._too_large(shown, status, len(content))
+            return content[:limit], None
+        declared = _content_length(response)
+        if declared is not None and declared > limit and not error:
+            return b"", self._too_large(shown, status, declared)
+        buffer = bytearray()
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    return b"", self._deadline_failure(shown, len(buffer))
+                # read1: whatever has arrived (one socket read), so the deadline is checked
+                # between reads however slowly the bytes come; read() would wait for 64 KiB.
+                chunk = raw.read1(_READ_CHUNK, decode_content=True)
+                if not chunk:
+                    return bytes(buffer), None
+                buffer += chunk
+                if len(buffer) > limit:
+                    if error:
+                        return bytes(buffer[:limit]), None
+                    return b"", self._too_large(shown, status, None)
+        except (ProtocolError, DecodeError, ReadTimeoutError, urllib3.exceptions.SSLError) as exc:
+            # The same translation requests' iter_content makes, for one set of rules below.
+            return b"", self._exception_failure(_as_requests_error(exc), shown)
+
+    def _deadline_failure(self, shown: str, received: int) -> _Failure:
+        service, deadline = self.service, f"{self.deadline_s:g} s"
+        message = (
+            f"{service} did not send its whole answer within the {deadline} deadline "
+            f"(GET {shown}; {received} bytes received)"
+        )
+        return _Failure(
+            reason="deadline",
+            log_text=f"answer not complete within the {deadline} deadline",
+            retryable=True,
+            build=lambda n: ApiError(f"{message} after {_attempts(n)}", service, None, shown),
+        )
+
+    def _too_large(self, shown: str, status: int, declared: int | None) -> _Failure:
+        cap = _size(self.max_body_bytes)
+        seen = (
+            f"Content-Length: {_size(declared)}, {declared} bytes"
+            if declared is not None
+            else f"stopped reading past {cap}"
+        )
+        hint = f"; raise {self.max_body_env_var} to allow more" if self.max_body_env_var else ""
+        error = ApiResponseError(
+            f"{self.service} answered more than the {cap} cap ({seen}) for GET {shown}{hint}",
+            self.service,
+            status,
+            shown,
+        )
+        return _Failure("too large", "", False, lambda n: error, status=status)
 
     def _exception_failure(self, exc: requests.RequestException, shown: str) -> _Failure:
         service = self.service
@@ -519,20 +675,25 @@ class HttpClient:
         return self._snippet(_QUERY_IN_TEXT.sub("", self.redact(text)))
 
     def _response_outcome(
-        self, response: requests.Response, shown: str, *, want_json: bool
+        self, response: requests.Response, shown: str, deadline: float, *, want_json: bool
     ) -> tuple[bool, Any, _Failure | None]:
         """(True, result, None) on success, else (False, None, failure)."""
         status = response.status_code
         service = self.service
+        content, failure = self._read_body(response, shown, deadline, error=not 200 <= status < 300)
+        if failure is not None:
+            return False, None, failure
         if 200 <= status < 300:
             if not want_json:
-                return True, response.content, None
+                return True, content, None
             try:
-                return True, json.loads(response.content), None
+                return True, json.loads(content), None
             except ValueError:  # JSONDecodeError and UnicodeDecodeError
                 pass
-            content_type = response.headers.get("Content-Type", "unknown").split(";")[0]
-            text = self._body_text(response)
+            content_type = self.redact(
+                response.headers.get("Content-Type", "unknown").split(";")[0]
+            )
+            text = self._body_text(content, response)
             snippet = repr(self._snippet(text)) if text.strip() else "(empty body)"
             what = (
                 f"{service} returned a body that is not JSON "
@@ -552,8 +713,9 @@ class HttpClient:
                 ),
             )
 
-        body = _try_json(response.content)
-        api_message = self._api_message(body, response)
+        # Kept on the exception for callers to read, log or record: redacted like the message.
+        body = _redact_json(_try_json(content), self.redact)
+        api_message = self._api_message(body, content, response)
 
         if status in _AUTH_STATUSES:
             if self.key_env_var:
@@ -569,6 +731,8 @@ class HttpClient:
             retry_after_raw = (
                 response.headers.get("Retry-After") if status in _RETRY_AFTER_STATUSES else None
             )
+            if retry_after_raw is not None:
+                retry_after_raw = self._snippet(retry_after_raw)
             error_type = ApiRateLimitError if status == 429 else ApiError
             what = f"{service} answered HTTP {status} (GET {shown})"
             return (
@@ -626,6 +790,50 @@ def _secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
     if not unique:
         return None
     return re.compile("|".join("".join(map(char, s)) for s in unique), re.IGNORECASE)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port): what a redirect may not change while credentials travel."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def _content_length(response: requests.Response) -> int | None:
+    try:
+        length = int(response.headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _as_requests_error(exc: Exception) -> requests.RequestException:
+    if isinstance(exc, ReadTimeoutError):
+        return requests.ConnectionError(exc)  # as requests raises it from a body read
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return requests.exceptions.SSLError(exc)
+    if isinstance(exc, DecodeError):
+        return requests.exceptions.ContentDecodingError(exc)
+    return requests.exceptions.ChunkedEncodingError(exc)
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{round(n / 1024, 1):g} KiB"
+    return f"{round(n / (1024 * 1024), 1):g} MiB"
+
+
+def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    """A parsed JSON value with every string (keys too) redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {redact(str(k)): _redact_json(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(v, redact) for v in value]
+    return value
 
 
 def _try_json(content: bytes) -> Any:
