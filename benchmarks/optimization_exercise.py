@@ -27,12 +27,26 @@
 
     Both return the new frame and a ``MemoryReport`` with the bytes before/after (pandas:
     ``memory_usage(deep=True)`` incl. the index; polars: ``estimated_size()``) and each change.
+
+The command runs both on the brief's own files (run from the repository root)::
+
+    python -m benchmarks.optimization_exercise speed [CSV] [-o OUT]   # dataset_speed_optimization.csv
+    python -m benchmarks.optimization_exercise memory [CSV] [-o OUT.parquet]
+                                                                    # dataset_memory_optimization.csv
+
+``speed`` adds the brief's ``distance`` column from ``latitude``/``longitude`` (used as they
+are, as the brief's loop does) and writes ``{CSV stem}_distance.csv`` unless ``-o`` says where;
+``memory`` loads any CSV, reduces it and prints the bytes before/after and each column's change.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -309,3 +323,78 @@ def _reduce_polars_column(s: pl.Series, ratio: float) -> pl.Series | None:
         # Enum over the column's own values: UInt8/UInt16 codes, where pl.Categorical is UInt32.
         return s.cast(pl.Enum(s.drop_nulls().unique().sort()))
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# the command: the brief's files and column names
+# --------------------------------------------------------------------------------------------
+
+SPEED_CSV = "dataset_speed_optimization.csv"
+MEMORY_CSV = "dataset_memory_optimization.csv"
+LATITUDE, LONGITUDE, DISTANCE = "latitude", "longitude", "distance"
+
+
+def add_distance(df: pd.DataFrame) -> pd.DataFrame:
+    """The brief's result: ``df`` with ``distance = function_to_apply(latitude, longitude)``
+    per row, computed over whole columns."""
+    missing = [c for c in (LATITUDE, LONGITUDE) if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"has no column {', '.join(missing)} (the brief's input); its columns: "
+            f"{', '.join(map(str, df.columns)) or 'none'}"
+        )
+    out = df.copy()
+    out[DISTANCE] = apply_vectorized(df, LATITUDE, LONGITUDE).to_numpy()
+    return out
+
+
+def _read_csv(parser: argparse.ArgumentParser, path: Path) -> pd.DataFrame:
+    """The CSV as pandas reads it by default (what the brief's ``df`` is), or a usage error."""
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        parser.error(f"{path} does not exist (run from the folder holding it, or name the file)")
+    except pd.errors.EmptyDataError:
+        parser.error(f"{path} is empty: no header, no rows")
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        parser.error(f"{path} is not a readable CSV: {exc}")
+    raise AssertionError("unreachable")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.optimization_exercise",
+        description="The ESIOS brief's optimization exercise on its own files.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    speed = sub.add_parser("speed", help="add the brief's distance column, vectorized")
+    speed.add_argument("csv", nargs="?", default=SPEED_CSV, type=Path)
+    speed.add_argument("-o", "--output", type=Path, help="default: {CSV stem}_distance.csv")
+    memory = sub.add_parser("memory", help="load a CSV and reduce its memory")
+    memory.add_argument("csv", nargs="?", default=MEMORY_CSV, type=Path)
+    memory.add_argument("-o", "--output", type=Path, help="also write the reduced frame (parquet)")
+    args = parser.parse_args(argv)
+
+    df = _read_csv(parser, args.csv)
+    print(f"{args.csv}: {len(df):,} rows, {len(df.columns)} columns")
+    if args.command == "speed":
+        started = time.perf_counter()
+        try:
+            result = add_distance(df)
+        except ValueError as exc:
+            parser.error(f"{args.csv} {exc}")
+        seconds = time.perf_counter() - started
+        output = args.output or args.csv.with_name(f"{args.csv.stem}_distance.csv")
+        result.to_csv(output, index=False)
+        print(f"{DISTANCE} of {len(df):,} rows in {seconds * 1e3:.1f} ms -> {output}")
+    else:
+        reduced, report = reduce_memory_pandas(df)
+        print(report)
+        if args.output:
+            reduced.to_parquet(args.output, index=False)
+            print(f"reduced frame -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,6 +21,7 @@ from benchmarks.optimization_exercise import (
     function_expr,
     function_numpy,
     function_to_apply,
+    main,
     reduce_memory_pandas,
     reduce_memory_polars,
     smallest_int_dtype,
@@ -199,7 +200,7 @@ def test_pandas_nulls_nullable_ints_object_strings_and_no_op():
             "d": ["2024-01-01", None, "2024-01-03", None],  # nulls allowed in dates
         }
     )
-    reduced, report = reduce_memory_pandas(frame)
+    _, report = reduce_memory_pandas(frame)
     assert str(reduced["n"].dtype) == "Int16"
     assert reduced["n"].isna().tolist() == [False, True, False, True]
     assert reduced["f"].dtype == np.float32 and reduced["f"].isna().sum() == 2
@@ -315,3 +316,109 @@ def test_polars_nulls_and_no_op():
     again, report = reduce_memory_polars(small)
     assert report.changes == {}
     pl_assert_frame_equal(again, small)
+
+
+# --------------------------------------------------------------------------------------------
+# the command, on the brief's own terms (latitude/longitude in, distance out)
+# --------------------------------------------------------------------------------------------
+
+
+def _briefs_loop(df: pd.DataFrame) -> pd.DataFrame:
+    """The brief's snippet exactly as written (numpy's functions, ``df.iloc[i][...]``)."""
+
+    def function_to_apply(lat, lon):
+        a = np.sin(lat / 2) ** 2 + np.cos(lat) * np.cos(lon) * np.sin(lon / 2) ** 2
+        return a
+
+    list_results = []
+    for i in range(0, len(df)):
+        r = function_to_apply(df.iloc[i]["latitude"], df.iloc[i]["longitude"])
+        list_results.append(r)
+    df["distance"] = list_results
+    return df
+
+
+def test_speed_command_writes_the_briefs_distance_column(tmp_path, monkeypatch, capsys):
+    """``speed`` on a CSV with the brief's columns (and others, and a missing value) in the
+    working directory's default file: the brief's loop's ``distance``, every other column kept."""
+    rng = np.random.default_rng(11)
+    n = 3_000
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "latitude": rng.uniform(-90, 90, n),  # degrees, as a dataset has them: used as is
+            "longitude": rng.uniform(-180, 180, n),
+            "city": rng.choice(["Madrid", "Sevilla", "Bilbao"], n),
+        }
+    )
+    frame.loc[5, "latitude"] = np.nan
+    monkeypatch.chdir(tmp_path)
+    frame.to_csv("dataset_speed_optimization.csv", index=False)
+
+    assert main(["speed"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset_speed_optimization_distance.csv" in out and f"{n:,} rows" in out
+
+    written = pd.read_csv(tmp_path / "dataset_speed_optimization_distance.csv")
+    expected = _briefs_loop(pd.read_csv(tmp_path / "dataset_speed_optimization.csv"))
+    assert list(written.columns) == ["id", "latitude", "longitude", "city", "distance"]
+    pd.testing.assert_frame_equal(
+        written.drop(columns="distance"), expected.drop(columns="distance")
+    )
+    np.testing.assert_allclose(written["distance"], expected["distance"], rtol=1e-12, atol=1e-15)
+    assert np.isnan(written["distance"][5]) and written["distance"].isna().sum() == 1
+
+
+def test_speed_command_names_missing_columns_and_files(tmp_path, capsys):
+    path = tmp_path / "coords.csv"
+    path.write_text("lat,lon\n0.1,0.2\n")
+    with pytest.raises(SystemExit) as caught:
+        main(["speed", str(path)])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "coords.csv has no column latitude, longitude" in err and "lat, lon" in err
+    with pytest.raises(SystemExit):
+        main(["speed", str(tmp_path / "absent.csv")])
+    assert "absent.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # no brief columns at all: strings, dates, ints, floats, empties, unicode, booleans
+        "when,site,count,share,flag,note\n"
+        + "".join(
+            f"2024-01-{d:02d},{'Cádiz' if d % 2 else 'Zürich'},{d * 7},{d / 4},{d % 3 == 0},"
+            f"{'' if d % 5 else 'x'}\n"
+            for d in range(1, 29)
+        ),
+        "a,b\n",  # a header and no rows
+        "only\n1\n2\n3\n",
+    ],
+)
+def test_memory_command_reports_bytes_on_any_csv(tmp_path, capsys, text):
+    path = tmp_path / "anything.csv"
+    path.write_text(text, encoding="utf-8")
+    assert main(["memory", str(path)]) == 0
+    out = capsys.readouterr().out
+    frame = pd.read_csv(path)
+    before = int(frame.memory_usage(deep=True).sum())
+    _, report = reduce_memory_pandas(frame)
+    assert f"memory {before:,} B -> {report.after_bytes:,} B" in out
+    assert report.after_bytes <= before
+
+
+def test_memory_command_default_file_and_a_clear_error_for_an_empty_file(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dataset_memory_optimization.csv").write_text("x,y\n1,a\n2,a\n3,a\n4,b\n5,a\n6,b\n")
+    assert main(["memory"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset_memory_optimization.csv: 6 rows, 2 columns" in out
+    assert "y: object -> category" in out or "y: str -> category" in out
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(SystemExit) as caught:
+        main(["memory", "empty.csv"])
+    assert caught.value.code == 2
+    assert "empty.csv is empty" in capsys.readouterr().err
