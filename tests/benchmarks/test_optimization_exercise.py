@@ -200,7 +200,7 @@ def test_pandas_nulls_nullable_ints_object_strings_and_no_op():
             "d": ["2024-01-01", None, "2024-01-03", None],  # nulls allowed in dates
         }
     )
-    _, report = reduce_memory_pandas(frame)
+    reduced, report = reduce_memory_pandas(frame)
     assert str(reduced["n"].dtype) == "Int16"
     assert reduced["n"].isna().tolist() == [False, True, False, True]
     assert reduced["f"].dtype == np.float32 and reduced["f"].isna().sum() == 2
