@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import dagster as dg
 
 from nasa_assets.search import SearchPage, dedupe, parse_search_page
-from resources.http import ApiError, HttpClient, RetryPolicy
+from resources.http import HttpClient, RetryPolicy
 from resources.rate_limit import SlidingWindowLimiter
 from resources.settings import NASA_IMAGES_BASE_URL
 from resources.source import SourceConfig
@@ -39,7 +39,7 @@ SERVICE = "NASA Image Library"
 ASSETS_BASE_URL = "https://images-assets.nasa.gov"
 KEY_ENV_VAR = "NASA_API_KEY"
 REQUESTS_PER_HOUR = 1000
-PAGE_CAP = 100  # the API answers HTTP 400 beyond page 100
+PAGE_CAP = 100  # the API answers HTTP 400 beyond page 100: search stops here itself
 MAX_PAGE_SIZE = 100
 _NASA_HOSTS = frozenset({"images-api.nasa.gov", "images-assets.nasa.gov"})
 
@@ -54,7 +54,7 @@ class SearchResult:
     total_hits: int | None
     duplicates: int
     skipped: list[str]
-    end: str  # why the search stopped: "last page" or the API's page-cap reason
+    end: str  # why the search stopped: "last page" or "page cap: ..."
 
 
 def _https(href: str) -> str:
@@ -104,26 +104,18 @@ class NasaImagesClient:
         media_type: str = "image",
         on_page: Callable[[int, SearchPage], None] | None = None,
     ) -> SearchResult:
-        """Every page of ``query`` until the last one or the API's 100-page cap (an HTTP 400
-        with a ``reason``), which ends the search cleanly rather than failing it."""
+        """Every page of ``query`` until the last one or page ``PAGE_CAP``, where the search
+        stops by itself: the API refuses later pages with an HTTP 400, so asking for one would
+        spend a request, and an HTTP 400 on an earlier page, which cannot be the cap, is an
+        ``ApiError`` like any other (a search ending there would pass for complete)."""
         if not query or not query.strip():
             raise ValueError("the search query is empty")
         rows: list[dict[str, Any]] = []
         skipped: list[str] = []
         total: int | None = None
         end = "last page"
-        page = 0
-        while True:
-            page += 1
-            try:
-                result = self.search_page(query, page, media_type)
-            except ApiError as exc:
-                if exc.status == 400 and page > 1:
-                    reason = exc.body.get("reason") if isinstance(exc.body, dict) else None
-                    end = f"page cap at page {page}: {reason or exc.message}"
-                    page -= 1
-                    break
-                raise
+        for page in range(1, PAGE_CAP + 1):
+            result = self.search_page(query, page, media_type)
             rows.extend(result.rows)
             skipped.extend(result.skipped)
             total = result.total_hits if result.total_hits is not None else total
@@ -131,6 +123,8 @@ class NasaImagesClient:
                 on_page(page, result)
             if not result.has_next:
                 break
+        else:
+            end = f"page cap: the API serves at most {PAGE_CAP} pages ({total} hits, {page} read)"
         unique, duplicates = dedupe(rows)
         return SearchResult(query, unique, page, total, duplicates, skipped, end)
 

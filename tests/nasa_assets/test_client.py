@@ -3,11 +3,13 @@ in-process simulator (simulated mode)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 
 import dagster as dg
 import pytest
+from werkzeug import Request, Response
 
 from nasa_assets.client import (
     ASSETS_BASE_URL,
@@ -128,34 +130,49 @@ def test_duplicates_across_pages_are_dropped_keeping_the_first(httpserver):
     assert result.skipped == ["item 5: no data[0].nasa_id"]
 
 
-def test_the_page_cap_ends_the_search_cleanly_keeping_earlier_rows(httpserver):
-    """HTTP 400 with a ``reason`` after page 1 is the API's 100-page cap: the search ends, the
-    reason is recorded in ``end``, rows already fetched are kept, no retry is made."""
-    httpserver.expect_ordered_request("/search", query_string=search_params(1)).respond_with_json(
-        search_body(["A", "B"], next_page=2, total=20_000)
-    )
-    httpserver.expect_ordered_request("/search", query_string=search_params(2)).respond_with_json(
-        {"reason": CAP_REASON}, status=400
-    )
-    client = live_client(httpserver)
+def test_the_search_stops_at_page_100_itself(httpserver):
+    """Every page says ``rel: next``: the client reads pages 1-100 and never asks for page 101
+    (which the API refuses with HTTP 400); rows already fetched are kept."""
+    pages: list[int] = []
+
+    def answer(request: Request) -> Response:
+        page = int(request.args["page"])
+        pages.append(page)
+        if page > PAGE_CAP:
+            return Response(json.dumps({"reason": CAP_REASON}), 400, mimetype="application/json")
+        body = search_body([f"P{page}"], next_page=page + 1, total=20_000)
+        return Response(json.dumps(body), mimetype="application/json")
+
+    httpserver.expect_request("/search").respond_with_handler(answer)
+    client = live_client(httpserver, page_size=1)
     result = client.search("moon")
-    httpserver.check_assertions()
-    assert [r["nasa_id"] for r in result.rows] == ["A", "B"]
-    assert result.pages == 1
+    assert pages == list(range(1, PAGE_CAP + 1))
+    assert [r["nasa_id"] for r in result.rows] == [f"P{p}" for p in range(1, PAGE_CAP + 1)]
+    assert result.pages == PAGE_CAP
     assert result.total_hits == 20_000
-    assert "page cap" in result.end
-    assert CAP_REASON in result.end
+    assert result.end == "page cap: the API serves at most 100 pages (20000 hits, 100 read)"
     assert client.api.stats.retries == 0
 
 
-def test_a_400_without_a_reason_after_page_1_still_ends_the_search(httpserver):
-    """A cap answer without JSON still ends cleanly; ``end`` carries the API's text."""
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(lambda r: r.respond_with_json({"reason": CAP_REASON}, 400), id="json"),
+        pytest.param(lambda r: r.respond_with_data("Bad Request", 400), id="text"),
+    ],
+)
+def test_a_400_before_page_100_is_an_error_not_the_cap(httpserver, answer):
+    """Below the cap a 400 is a real error (a bad parameter, an API change): the search fails
+    naming it instead of ending as if it were complete."""
     httpserver.expect_ordered_request("/search").respond_with_json(search_body(["A"], next_page=2))
-    httpserver.expect_ordered_request("/search").respond_with_data("Bad Request", status=400)
-    result = live_client(httpserver).search("moon")
-    assert [r["nasa_id"] for r in result.rows] == ["A"]
-    assert result.end.startswith("page cap at page 2")
-    assert "Bad Request" in result.end
+    answer(httpserver.expect_ordered_request("/search"))
+    client = live_client(httpserver)
+    with pytest.raises(ApiError) as info:
+        client.search("moon")
+    assert info.value.status == 400
+    assert str(info.value).startswith("NASA Image Library answered HTTP 400 (GET http://")
+    assert "/search): " in str(info.value)
+    assert client.api.stats.requests == 2
 
 
 def test_a_400_on_page_1_is_an_error(httpserver):
@@ -420,13 +437,13 @@ def test_simulated_manifest_and_download_of_an_awkward_id():
 
 
 def test_simulated_search_stops_at_the_page_cap():
-    """12,000 hits: pages 1-100 are read, page 101 is refused and ends the search cleanly."""
+    """12,000 hits: pages 1-100 are read and the search ends there, without asking for the
+    page 101 the simulator (like the API) would refuse."""
     client = NasaClientSpec(simulator_hits=12_000).build()
     result = client.search("moon")
     assert result.pages == PAGE_CAP == 100
-    assert "page cap" in result.end
-    assert CAP_REASON in result.end
-    assert client.api.stats.requests == PAGE_CAP + 1
+    assert result.end == "page cap: the API serves at most 100 pages (12000 hits, 100 read)"
+    assert client.api.stats.requests == PAGE_CAP
     assert len(result.rows) + result.duplicates == PAGE_CAP * 100
 
 
