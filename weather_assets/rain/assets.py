@@ -122,6 +122,25 @@ def newest_loaded_minute(
     return max(minutes) if minutes else None
 
 
+def minutes_without_rows(forecasts: pl.DataFrame, minutes: list[datetime]) -> list[datetime]:
+    """The minutes with no ``rain_forecasts`` row at all: a loaded minute always keeps one row
+    per coordinate, so none means the rows were deleted (retention) or never loaded."""
+    present = set(forecasts["fetched_minute"].unique().to_list())
+    return [m for m in minutes if clock.naive_utc(m) not in present]
+
+
+def raw_rows_gone_text(gone: list[datetime]) -> str:
+    listed = ", ".join(f"{m:{MINUTE_FORMAT}}" for m in gone[:LISTED])
+    more = f" and {len(gone) - LISTED} more" if len(gone) > LISTED else ""
+    return (
+        f"rain_forecasts has no rows for minute(s) {listed}{more}: the raw rows are gone (rain "
+        "retention deletes them after RAIN_RAW_RETENTION_HOURS) or were never loaded, so the "
+        "next-hour totals cannot be recomputed; the existing totals are kept. Materialize "
+        "rain_forecasts for these minutes first (simulated mode can refetch any minute; live "
+        "mode only the minute in progress)."
+    )
+
+
 def _failure_text(summary: MinuteSummary) -> str:
     listed = [f"{location_id}: {error}" for location_id, error in summary.failed[:5]]
     listed += [f"unreadable message: {reason}" for reason in summary.dead_reasons[:5]]
@@ -150,7 +169,7 @@ def rain_forecasts(
     """
     settings = load_settings()
     locations = coordinates.load()
-    shards = coordinates.shards(openweathermap.calls_per_minute)
+    shards = coordinates.shards(openweathermap.shard_size())
     n_locations = len(locations)
     live = openweathermap.source.live
     grace = timedelta(seconds=settings.rain_minute_grace_seconds)
@@ -298,7 +317,11 @@ def rolling_precipitation_sum(
 
     The sum of rate/60 (mm/h -> mm per minute) over the 60 forecast minutes after the call, in
     (partition minute, +60 min]. Null with minutes_covered = 0 where there is no nowcast.
+    Fails, keeping the stored totals, when a minute's raw rows are gone (retention).
     """
+    minutes = window_starts(context.partition_time_window, timedelta(minutes=1))
+    if gone := minutes_without_rows(rain_forecasts, minutes):
+        raise dg.Failure(raw_rows_gone_text(gone))
     totals = next_hour_precipitation(rain_forecasts)
     latest = totals.filter(pl.col("window_start") == pl.col("window_start").max())
     office = latest.filter(pl.col("location_id") == OFFICE_LOCATION_ID)

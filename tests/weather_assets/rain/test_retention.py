@@ -11,7 +11,7 @@ import pytest
 
 from tests.hardening.bad_input_helpers import failure_text
 from weather_assets.partitions import MINUTE_FORMAT
-from weather_assets.rain.assets import RAIN_ASSETS
+from weather_assets.rain.assets import RAIN_ASSETS, rolling_precipitation_sum
 from weather_assets.rain.checks import RAIN_CHECKS
 from weather_assets.rain.jobs import rain_retention_job
 from weather_assets.rain.retention import delete_before
@@ -143,3 +143,67 @@ def test_the_delete_itself_refuses_a_cutoff_later_than_an_hour_ago(minutes_ago):
     assert conn.execute("select count(*) from weather.rain_forecasts").fetchone()[0] == 1
     # An hour and a minute ago is allowed (and deletes nothing newer).
     assert delete_before(conn, "rain_forecasts", "fetched_minute", cutoff - timedelta(hours=2)) == 0
+
+
+def totals_rows(resources) -> list[tuple]:
+    with duckdb.connect(resources["warehouse"].database, read_only=True) as conn:
+        return conn.execute(
+            "select * from weather.rolling_precipitation_sum order by window_start, location_id"
+        ).fetchall()
+
+
+def rerun_totals(resources, instance, **kwargs) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*RAIN_ASSETS, *RAIN_CHECKS],
+        selection=[rolling_precipitation_sum],
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+        **kwargs,
+    )
+
+
+def test_rerunning_totals_after_retention_fails_and_keeps_them(platform_resources, instance):
+    key = (datetime.now(UTC) - timedelta(hours=3)).strftime(MINUTE_FORMAT)
+    assert dg.materialize(
+        [*RAIN_ASSETS, *RAIN_CHECKS],
+        resources=platform_resources,
+        instance=instance,
+        partition_key=key,
+    ).success
+    totals = totals_rows(platform_resources)
+    assert totals
+    assert run_retention(platform_resources, instance, raw_retention_hours=1).success
+    assert table_counts(platform_resources)[0] == 0, "retention removed the minute's raw rows"
+
+    result = rerun_totals(platform_resources, instance, partition_key=key)
+
+    assert not result.success
+    failure = failure_text(result, "rolling_precipitation_sum")
+    assert key in failure and "retention" in failure and "kept" in failure, failure
+    assert totals_rows(platform_resources) == totals
+
+
+def test_a_range_with_one_minute_gone_keeps_every_total(platform_resources, instance):
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=20)
+    keys = [(start + timedelta(minutes=i)).strftime(MINUTE_FORMAT) for i in range(2)]
+    tags = {
+        "dagster/asset_partition_range_start": keys[0],
+        "dagster/asset_partition_range_end": keys[-1],
+    }
+    assert dg.materialize(
+        [*RAIN_ASSETS, *RAIN_CHECKS], resources=platform_resources, instance=instance, tags=tags
+    ).success
+    totals = totals_rows(platform_resources)
+    with duckdb.connect(platform_resources["warehouse"].database) as conn:
+        conn.execute(
+            "delete from weather.rain_forecasts where fetched_minute = ?",
+            [start.replace(tzinfo=None)],
+        )
+
+    result = rerun_totals(platform_resources, instance, tags=tags)
+
+    assert not result.success
+    failure = failure_text(result, "rolling_precipitation_sum")
+    assert keys[0] in failure and keys[1] not in failure, failure
+    assert totals_rows(platform_resources) == totals
