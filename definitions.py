@@ -108,6 +108,7 @@ def source_resources(settings: Settings) -> dict[str, object]:
         "nasa_library": NasaImagesResource(
             source=source,
             base_url=settings.nasa_images_base_url,
+            max_download_mb=settings.nasa_max_download_mb,
             **_secret(("api_key", "NASA_API_KEY")),
         ),
         "stock_dataset": StockDataset(

@@ -20,9 +20,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import dagster as dg
 
 from nasa_assets.search import SearchPage, dedupe, parse_search_page
-from resources.http import HttpClient, RetryPolicy
+from resources.http import DEFAULT_DEADLINE_S, HttpClient, RetryPolicy
 from resources.rate_limit import SlidingWindowLimiter
-from resources.settings import NASA_IMAGES_BASE_URL
+from resources.settings import DEFAULT_NASA_MAX_DOWNLOAD_MB, NASA_IMAGES_BASE_URL
 from resources.source import SourceConfig
 
 __all__ = [
@@ -41,6 +41,7 @@ KEY_ENV_VAR = "NASA_API_KEY"
 REQUESTS_PER_HOUR = 1000
 PAGE_CAP = 100  # the API answers HTTP 400 beyond page 100: search stops here itself
 MAX_PAGE_SIZE = 100
+MIB = 1024 * 1024
 _NASA_HOSTS = frozenset({"images-api.nasa.gov", "images-assets.nasa.gov"})
 
 
@@ -155,6 +156,7 @@ class NasaClientSpec:
     page_size: int = MAX_PAGE_SIZE
     simulator_hits: int = 0  # simulated hits per query; 0: the simulator's own sizes
     simulator_latency_s: float = 0.0  # simulated network round trip per request
+    max_download_bytes: int = DEFAULT_NASA_MAX_DOWNLOAD_MB * MIB  # one file, held in memory
 
     def share(self, parts: int) -> NasaClientSpec:
         """This spec with 1/``parts`` of the hourly budget, for one of ``parts`` parallel tasks."""
@@ -188,7 +190,15 @@ class NasaClientSpec:
             rate_limiter=SlidingWindowLimiter.per_hour(self.requests_per_hour),
             **common,
         )
-        assets = HttpClient(service=f"{SERVICE} assets", base_url=self.assets_base_url, **common)
+        assets = HttpClient(
+            service=f"{SERVICE} assets",
+            base_url=self.assets_base_url,
+            max_body_bytes=self.max_download_bytes,
+            max_body_env_var="NASA_MAX_DOWNLOAD_MB",
+            # At least 1 MiB/s for the largest file allowed: a raised cap does not time out.
+            deadline_s=max(DEFAULT_DEADLINE_S, self.max_download_bytes / MIB),
+            **common,
+        )
         return NasaImagesClient(api, assets, page_size=self.page_size, api_key=self.api_key)
 
 
@@ -207,10 +217,13 @@ class NasaImagesResource(dg.ConfigurableResource):
     max_attempts: int = 5
     simulator_hits: int = 0
     simulator_latency_s: float = 0.0
+    max_download_mb: int = DEFAULT_NASA_MAX_DOWNLOAD_MB
 
     def spec(self) -> NasaClientSpec:
         if self.requests_per_hour < 1:
             raise dg.Failure(f"requests_per_hour must be >= 1, got {self.requests_per_hour}")
+        if self.max_download_mb < 1:
+            raise dg.Failure(f"max_download_mb must be >= 1, got {self.max_download_mb}")
         return NasaClientSpec(
             source=self.source,
             base_url=self.base_url,
@@ -220,6 +233,7 @@ class NasaImagesResource(dg.ConfigurableResource):
             max_attempts=self.max_attempts,
             simulator_hits=self.simulator_hits,
             simulator_latency_s=self.simulator_latency_s,
+            max_download_bytes=self.max_download_mb * MIB,
         )
 
     def client(self, logger: logging.Logger | None = None) -> NasaImagesClient:

@@ -42,6 +42,8 @@ STOCK_SIZES = ("small", "kaggle")
 OPENWEATHERMAP_BASE_URL = "https://api.openweathermap.org"
 ESIOS_BASE_URL = "https://api.esios.ree.es"
 NASA_IMAGES_BASE_URL = "https://images-api.nasa.gov"
+# NASA's "large" renditions are a few MB; "orig" TIFFs can be hundreds: each is held in memory.
+DEFAULT_NASA_MAX_DOWNLOAD_MB = 64
 
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_LOCATIONS_FILE = Path(__file__).resolve().parent.parent / "weather_assets" / "locations.csv"
@@ -172,6 +174,9 @@ class Settings(BaseSettings):
     stock_simulated_size: str = Field("small", validation_alias="STOCK_SIMULATED_SIZE")
     nasa_images_base_url: str = Field(NASA_IMAGES_BASE_URL, validation_alias="NASA_IMAGES_BASE_URL")
     search_result_sampling_factor: int = Field(1, validation_alias="SEARCH_RESULT_SAMPLING_FACTOR")
+    nasa_max_download_mb: int = Field(
+        DEFAULT_NASA_MAX_DOWNLOAD_MB, validation_alias="NASA_MAX_DOWNLOAD_MB"
+    )
     spark_master: str = Field(DEFAULT_SPARK_MASTER, validation_alias="SPARK_MASTER")
     spark_driver_memory: str | None = Field(None, validation_alias="SPARK_DRIVER_MEMORY")
     spark_jars_packages: str | None = Field(None, validation_alias="SPARK_JARS_PACKAGES")
@@ -254,6 +259,7 @@ class Settings(BaseSettings):
         "rain_stream_replicas",
         "rain_minute_grace_seconds",
         "rain_producers",
+        "nasa_max_download_mb",
         mode="before",
     )
     @classmethod

@@ -21,7 +21,7 @@ from nasa_assets.client import (
     _https,
 )
 from nasa_assets.search import choose_rendition, sniff_extension
-from resources.http import ApiError, ApiRateLimitError
+from resources.http import ApiError, ApiRateLimitError, ApiResponseError
 from resources.settings import NASA_IMAGES_BASE_URL
 from resources.source import SourceConfig
 
@@ -29,6 +29,7 @@ CAP_REASON = (
     "Maximum number of search results have been displayed. "
     "Please refine your search to narrow down your results."
 )
+MIB = 1024 * 1024
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 
 
@@ -278,6 +279,19 @@ def test_download_returns_the_raw_bytes(httpserver):
     assert sniff_extension(data) == ".png"
 
 
+def test_a_download_over_the_cap_fails_naming_the_setting(httpserver):
+    """A huge TIFF is refused at the cap (``NASA_MAX_DOWNLOAD_MB``), not read into memory."""
+    httpserver.expect_request("/image/BIG/BIG~orig.tif").respond_with_data(
+        b"II*\x00" + bytes(2 * MIB), content_type="image/tiff"
+    )
+    client = live_client(httpserver, max_download_bytes=MIB)
+    with pytest.raises(ApiResponseError) as info:
+        client.download(httpserver.url_for("/image/BIG/BIG~orig.tif"))
+    assert "answered more than the 1 MiB cap (Content-Length: 2 MiB, " in str(info.value)
+    assert str(info.value).endswith("; raise NASA_MAX_DOWNLOAD_MB to allow more")
+    assert len(httpserver.log) == 1  # not retried: it would be as large again
+
+
 def test_download_upgrades_nasa_http_links_to_https(httpserver, monkeypatch):
     """Manifests write ``http://images-assets.nasa.gov``; the client fetches over https."""
     client = live_client(httpserver)
@@ -398,6 +412,7 @@ def test_spec_defaults():
     assert default.assets_base_url == ASSETS_BASE_URL
     assert default.requests_per_hour == REQUESTS_PER_HOUR == 1000
     assert default.api_key is None
+    assert default.max_download_bytes == 64 * MIB
 
 
 def test_an_unknown_source_mode_is_refused():
@@ -472,6 +487,7 @@ def test_resource_builds_a_spec_from_its_config():
     )
     assert resource.source.mode == "live"
     assert NasaImagesResource(api_key="   ").spec().api_key is None
+    assert NasaImagesResource(max_download_mb=3).spec().max_download_bytes == 3 * MIB
 
 
 def test_resource_client_in_simulated_mode_searches():
@@ -487,6 +503,7 @@ def test_resource_client_in_simulated_mode_searches():
     [
         ({"requests_per_hour": 0}, "requests_per_hour"),
         ({"requests_per_hour": -5}, "requests_per_hour"),
+        ({"max_download_mb": 0}, "max_download_mb must be >= 1, got 0"),
     ],
 )
 def test_resource_rejects_bad_config_with_a_failure(config, message):

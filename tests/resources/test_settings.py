@@ -58,7 +58,8 @@ def test_every_platform_variable_is_a_setting():
         "RAIN_STREAM_REPLICAS", "RAIN_MINUTE_GRACE_SECONDS", "RAIN_PRODUCERS", "RAIN_CHECKPOINT_DIR",
         "OBSERVATION_STATIONS", "ESIOS_BASE_URL",
         "STOCK_DATASET_DIR", "STOCK_SIMULATED_SIZE", "NASA_IMAGES_BASE_URL",
-        "SEARCH_RESULT_SAMPLING_FACTOR", "SPARK_MASTER", "SPARK_DRIVER_MEMORY",
+        "SEARCH_RESULT_SAMPLING_FACTOR", "NASA_MAX_DOWNLOAD_MB", "SPARK_MASTER",
+        "SPARK_DRIVER_MEMORY",
         "SPARK_JARS_PACKAGES", "MODEL_RELOAD_SECONDS", "DASHBOARD_REFRESH_SECONDS",
     ]  # fmt: skip
     secrets = ("KEY", "TOKEN", "PASSWORD", "SECRET", "SQL_DATABASE_URL", "PG_URL", "WEBHOOK")
@@ -86,6 +87,7 @@ def test_defaults(clean_env):
     assert (s.stock_dataset_dir, s.stock_simulated_size) == (None, "small")
     assert s.nasa_images_base_url == NASA_IMAGES_BASE_URL
     assert s.search_result_sampling_factor == 1
+    assert s.nasa_max_download_mb == 64
     assert (s.spark_master, s.spark_driver_memory, s.spark_jars_packages) == (
         "local[*]",
         None,
@@ -108,6 +110,7 @@ def test_values_are_read_and_converted(clean_env):
         "RAIN_RAW_RETENTION_HOURS": "1",
         "STOCK_SIMULATED_SIZE": "Kaggle",
         "SEARCH_RESULT_SAMPLING_FACTOR": "7",
+        "NASA_MAX_DOWNLOAD_MB": "500",
         "SPARK_MASTER": "spark://head:7077",
         "MODEL_RELOAD_SECONDS": " 0 ",
         "DASHBOARD_REFRESH_SECONDS": "2.5",
@@ -130,6 +133,7 @@ def test_values_are_read_and_converted(clean_env):
         1,
     )
     assert (s.stock_simulated_size, s.search_result_sampling_factor) == ("kaggle", 7)
+    assert s.nasa_max_download_mb == 500
     assert (s.spark_master, s.model_reload_seconds, s.dashboard_refresh_seconds) == (
         "spark://head:7077", 0.0, 2.5,
     )  # fmt: skip
@@ -155,6 +159,8 @@ def test_values_are_read_and_converted(clean_env):
         ("RAIN_RAW_RETENTION_HOURS", "0", "RAIN_RAW_RETENTION_HOURS must be >= 1, got 0"),
         ("STOCK_SIMULATED_SIZE", "huge", "STOCK_SIMULATED_SIZE must be one of small, kaggle, got 'huge'"),
         ("SEARCH_RESULT_SAMPLING_FACTOR", "0", "SEARCH_RESULT_SAMPLING_FACTOR must be >= 1 (keep one result in N), got 0"),
+        ("NASA_MAX_DOWNLOAD_MB", "0", "NASA_MAX_DOWNLOAD_MB must be >= 1, got 0"),
+        ("NASA_MAX_DOWNLOAD_MB", "1.5", "NASA_MAX_DOWNLOAD_MB must be an integer, got '1.5'"),
         ("MODEL_RELOAD_SECONDS", "soon", "MODEL_RELOAD_SECONDS must be a number, got 'soon'"),
         ("MODEL_RELOAD_SECONDS", "-1", "MODEL_RELOAD_SECONDS must be a finite number >= 0, got '-1'"),
         ("MODEL_RELOAD_SECONDS", "inf", "MODEL_RELOAD_SECONDS must be a finite number >= 0, got 'inf'"),

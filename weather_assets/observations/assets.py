@@ -6,6 +6,7 @@ whole (dynamic partition overwrite), so re-running a day gives the same data, on
 """
 
 import functools
+import os
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -15,9 +16,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from resources.asset_metadata import column_schema, warehouse_table
+from resources.cloud import detect_cloud
 from resources.object_store import ObjectStore
 from resources.spark import SPARK_POOL, cluster_facts, to_spark_uri
 from resources.warehouse import DUCKDB_POOL
+from weather_assets.automation import nightly_etl
 from weather_assets.locations import CoordinateRegistry
 from weather_assets.observations import etl_spark as etl
 from weather_assets.partitions import DAILY, window_starts
@@ -28,11 +31,13 @@ RAW_PREFIX = "weather/observations_raw"
 
 
 # Every stage is a daily partition of one UTC day; a range of days is backfilled in one run.
+# All stages share one condition, so a day is requested through the whole ETL at once.
 daily_asset = functools.partial(
     dg.asset,
     group_name="weather",
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    automation_condition=nightly_etl(),
 )
 # The Spark stages: parquet datasets, one Spark job at a time (the spark pool).
 spark_dataset = functools.partial(daily_asset, kinds={"pyspark", "parquet"}, pool=SPARK_POOL)
@@ -256,8 +261,16 @@ def spark_cluster_report(
 ) -> pl.DataFrame:
     """The Spark cluster the ETL runs on, read from the live session: host, Spark version and
     install path, master, executors with cores and memory, user, driver, catalog, warehouse
-    and metastore."""
-    facts = cluster_facts(pyspark.spark_session)
+    and metastore; and the cloud the driver runs on (``resources.cloud``: environment or
+    instance metadata, at most a second) and the driver's working directory."""
+    spark = pyspark.spark_session
+    cloud = detect_cloud(os.environ)
+    facts = {
+        **cluster_facts(spark),
+        "cloud": cloud.cloud,
+        "cloud_evidence": cloud.evidence,
+        "driver_working_directory": spark.sparkContext._jvm.System.getProperty("user.dir"),
+    }
     flat = {
         k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
         for k, v in facts.items()

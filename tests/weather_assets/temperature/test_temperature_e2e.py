@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 import duckdb
 import polars as pl
@@ -99,3 +101,7 @@ def test_cluster_report_reads_the_live_session(resources, instance):
     meta = result.asset_materializations_for_node("spark_cluster_report")[0].metadata
     assert meta["spark_version"].value.startswith("4.")
     assert "local" in meta["master"].value
+    # Which cloud the driver runs on (resources/cloud.py tests the detection) and its cwd.
+    assert meta["cloud"].value in {"aws", "gcp", "azure", "none detected"}
+    assert meta["cloud_evidence"].value
+    assert meta["driver_working_directory"].value == os.getcwd()
