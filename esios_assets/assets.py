@@ -17,11 +17,11 @@ from dagster_duckdb import DuckDBResource
 from esios_assets.client import EsiosResource
 from esios_assets.partitions import MONTHLY, months_of
 from esios_assets.transform import (
-    EXPORT_COLUMNS,
     demand_forecast_frame,
     expected_hours,
     export_frame,
-    month_bounds_utc,
+    sql_month_rows,
+    within_month,
 )
 from resources.asset_metadata import column_schema, warehouse_table
 from resources.http import ApiAuthError
@@ -71,7 +71,13 @@ def esios_demand_forecast(context: dg.AssetExecutionContext, esios: EsiosResourc
         except ApiAuthError as exc:
             # A rejected token stays rejected: the step's retry policy would only wait for it.
             raise dg.Failure(str(exc), allow_retries=False) from None
-        frame = demand_forecast_frame(payload)
+        published = demand_forecast_frame(payload)
+        frame = within_month(published, month)
+        if frame.height < published.height:
+            context.log.warning(
+                f"{month:%Y-%m}: dropped {published.height - frame.height} hours outside the "
+                "month that ESIOS returned with it"
+            )
         context.log.info(f"{month:%Y-%m}: {frame.height} hours (expected {expected_hours(month)})")
         frames.append(frame)
     forecast = pl.concat(frames).with_columns(
@@ -103,21 +109,22 @@ def demand_forecast_esios(
     sql_database: SqlDatabase,
 ) -> dg.MaterializeResult:
     """The forecast loaded into the existing SQL table demand_forecast_esios (SQL Server in the
-    brief; any SQLAlchemy database), month by month: delete the month, insert, one transaction."""
+    brief; any SQLAlchemy database), month by month: delete the month, insert, one transaction.
+
+    The table needs only the brief's five columns (wall times as text or DATETIME); then a month
+    is its local wall-time window. A ``datetime_utc`` column, when the table has one, is filled
+    and used as the window instead."""
+    with_utc = "datetime_utc" in {c.casefold() for c in sql_database.column_names(SQL_TABLE)}
     loaded = 0
     for month in months_of(context):
-        start, end = month_bounds_utc(month)
-        rows = esios_demand_forecast.filter(
-            (pl.col("datetime_utc") >= start) & (pl.col("datetime_utc") < end)
-        ).select(*EXPORT_COLUMNS, "datetime_utc")
-        loaded += sql_database.replace_rows(
-            SQL_TABLE, rows, key_column="datetime_utc", start=start, end=end
-        )
+        rows, key, start, end = sql_month_rows(esios_demand_forecast, month, with_utc=with_utc)
+        loaded += sql_database.replace_rows(SQL_TABLE, rows, key_column=key, start=start, end=end)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": loaded,
             "table": SQL_TABLE,
             "months": len(months_of(context)),
+            "month_window_column": "datetime_utc" if with_utc else "datetime",
         }
     )
 

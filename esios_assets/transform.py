@@ -21,7 +21,10 @@ __all__ = [
     "demand_forecast_frame",
     "expected_hours",
     "export_frame",
+    "month_bounds_local",
     "month_bounds_utc",
+    "sql_month_rows",
+    "within_month",
 ]
 
 MADRID = ZoneInfo("Europe/Madrid")
@@ -166,3 +169,42 @@ def expected_hours(month_start: date) -> int:
     """Local hours in the month in Europe/Madrid: 24 per day, 743 in March, 745 in October."""
     start, end = month_bounds_utc(month_start)
     return int((end - start) // timedelta(hours=1))
+
+
+def month_bounds_local(month_start: date) -> tuple[datetime, datetime]:
+    """Naive Europe/Madrid wall-time [start, end) of the month (its first midnight to the next
+    month's): the window of a table that has only wall times. Both 02:00 hours of the October
+    change lie inside it, so a month's delete and insert replace them together."""
+    first = _month_start(month_start)
+    following = _next_month(first)
+    return datetime(first.year, first.month, 1), datetime(following.year, following.month, 1)
+
+
+def within_month(frame: pl.DataFrame, month_start: date) -> pl.DataFrame:
+    """The rows whose UTC instant lies in the local month. A row outside would be written where
+    the month's replace cannot reach it, so a re-run would add it again."""
+    start, end = month_bounds_utc(month_start)
+    return frame.filter(pl.col("datetime_utc").is_between(start, end, closed="left"))
+
+
+def sql_month_rows(
+    forecast: pl.DataFrame, month_start: date, *, with_utc: bool
+) -> tuple[pl.DataFrame, str, datetime, datetime]:
+    """One month for the SQL table: (rows, key column, window start, window end).
+
+    With a ``datetime_utc`` column the window is the month's UTC range (unique per hour); with
+    only the brief's five columns it is the month's wall-time range on ``datetime``. The wall
+    times (``datetime``, ``update_timestamp``) are naive datetimes, which the connector writes
+    as the brief's ``yyyy-mm-dd HH:MM:SS`` to a text column and as is to a DATETIME column.
+    """
+    rows = within_month(forecast, month_start).sort("datetime_utc")
+    columns = [
+        pl.col("name"),
+        pl.col("id"),
+        pl.col("datetime").str.to_datetime(WALL_TIME_FORMAT, time_unit="us"),
+        pl.col("demand_forecast"),
+        pl.col("update_timestamp").str.to_datetime(WALL_TIME_FORMAT, time_unit="us"),
+    ]
+    if with_utc:
+        return rows.select(*columns, "datetime_utc"), "datetime_utc", *month_bounds_utc(month_start)
+    return rows.select(columns), "datetime", *month_bounds_local(month_start)

@@ -4,7 +4,10 @@
 window of a key column (``DELETE ... WHERE key >= start AND key < end`` then batched ``INSERT``)
 in a single transaction, so re-running a window gives the same rows, once, and a failure part way
 leaves the previous rows in place. Tables are reflected from the database, never created here:
-``python -m esios_assets.sql_setup`` creates the ESIOS target table.
+``python -m esios_assets.sql_setup`` creates the ESIOS target table. Values follow the table's
+column types, so one frame fits tables made by hand: a datetime bound for a text column (VARCHAR,
+TEXT, NVARCHAR) is written as ``yyyy-mm-dd HH:MM:SS`` text, which sorts as time does, and a text
+key column's window bounds are written the same way.
 
 Secrets: the password reaches the resource through ``dg.EnvVar``; URLs are only ever rendered
 with the password hidden, and errors raised here never carry the password or a chained driver
@@ -13,8 +16,9 @@ exception that might.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,9 @@ from sqlalchemy import exc as sa_exc
 from resources.clock import naive_utc
 
 URL_ENV_VAR = "SQL_DATABASE_URL"
+# Datetimes in text columns: the brief's "yyyy-mm-dd HH:MM:SS"; a sub-second part only when there
+# is one (3 or 6 digits, as polars' "%.f" writes it), so the text still sorts chronologically.
+TEXT_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 PYODBC = "mssql+pyodbc"
 PYMSSQL = "mssql+pymssql"
 
@@ -111,6 +118,32 @@ def _column_wants_tz(column: sa.Column) -> bool:
     return bool(getattr(column.type, "timezone", False))
 
 
+def _is_text(column: sa.Column) -> bool:
+    return isinstance(column.type, sa.String)
+
+
+def datetime_text(moment: datetime) -> str:
+    """A naive datetime as a text column stores it (what ``_python_rows`` writes for polars)."""
+    micro = moment.microsecond
+    fraction = (
+        "" if not micro else f".{micro // 1000:03d}" if micro % 1000 == 0 else f".{micro:06d}"
+    )
+    return moment.strftime(TEXT_DATETIME_FORMAT) + fraction
+
+
+def _bound(value: Any, key: sa.Column) -> Any:
+    """A window bound as the key column compares it: naive UTC unless the column keeps a zone,
+    and text for a text column."""
+    if not _column_wants_tz(key):
+        value = naive_utc(value)
+    if _is_text(key):
+        if isinstance(value, datetime):
+            return datetime_text(value)
+        if isinstance(value, date):
+            return value.isoformat()
+    return value
+
+
 def _has_default(table: sa.Table, column: sa.Column) -> bool:
     return (
         column.server_default is not None
@@ -121,14 +154,21 @@ def _has_default(table: sa.Table, column: sa.Column) -> bool:
     )
 
 
-def _python_rows(frame: pl.DataFrame, keep_tz: set[str]) -> list[tuple]:
+def _python_rows(
+    frame: pl.DataFrame, keep_tz: set[str], as_text: Collection[str] = ()
+) -> list[tuple]:
     """Rows of plain Python values: Datetime -> datetime (naive UTC unless the column keeps a
-    zone), floats -> float (NaN -> None), ints -> int, strings -> str, nulls -> None."""
+    zone), floats -> float (NaN -> None), ints -> int, strings -> str, nulls -> None; Datetime
+    and Date columns in ``as_text`` (text table columns) -> their ``yyyy-mm-dd[ HH:MM:SS]`` text."""
     exprs = []
     for name, dtype in frame.schema.items():
         expr = pl.col(name)
         if isinstance(dtype, pl.Datetime) and dtype.time_zone and name not in keep_tz:
             expr = expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        if isinstance(dtype, pl.Datetime) and name in as_text:
+            expr = expr.dt.to_string(f"{TEXT_DATETIME_FORMAT}%.f")
+        elif isinstance(dtype, pl.Date) and name in as_text:
+            expr = expr.dt.to_string("%Y-%m-%d")
         elif dtype.is_float():
             expr = expr.fill_nan(None)
         exprs.append(expr)
@@ -278,6 +318,11 @@ class SqlDatabase(dg.ConfigurableResource):
 
     # ------------------------------------------------------------------ loading
 
+    def column_names(self, table: str, *, schema: str | None = None) -> list[str]:
+        """The table's column names, as the database reports them (the table must exist)."""
+        with self._connect() as conn:
+            return list(self._reflect(conn, table, schema).c.keys())
+
     def replace_rows(
         self,
         table: str,
@@ -294,7 +339,8 @@ class SqlDatabase(dg.ConfigurableResource):
         (executemany, bound parameters). Any failure rolls back, keeping the previous rows.
         Every frame row must fall inside the window, or a re-run could not replace it.
         Aware datetimes (frame values and bounds) are stored as naive UTC unless the column
-        is a time-zone-aware type.
+        is a time-zone-aware type; datetimes for text columns are stored as text
+        (``TEXT_DATETIME_FORMAT``). Column names match case-insensitively when unambiguous.
         """
         if self.batch_size < 1:
             raise SqlConfigError(f"batch_size must be >= 1, got {self.batch_size}")
@@ -302,18 +348,14 @@ class SqlDatabase(dg.ConfigurableResource):
         with self._connect() as conn, conn.begin():
             target = self._reflect(conn, table, schema)
             names = self._match_columns(target, frame, table, schema)
-            if key_column not in target.c:
-                raise SqlDataError(
-                    f"key column {key_column!r} is not a column of {_qualified(table, schema)} "
-                    f"(columns: {', '.join(target.c.keys())})"
-                )
-            key = target.c[key_column]
+            key = self._key(target, key_column, table, schema)
             keep_tz = {c for c in frame.columns if _column_wants_tz(target.c[names[c]])}
-            rows = _python_rows(frame, keep_tz)
-            lo, hi = (v if _column_wants_tz(key) else naive_utc(v) for v in (start, end))
-            self._check_window(frame, rows, names, key_column, lo, hi)
+            as_text = {c for c in frame.columns if _is_text(target.c[names[c]])}
+            rows = _python_rows(frame, keep_tz, as_text)
+            lo, hi = _bound(start, key), _bound(end, key)
+            self._check_window(frame, rows, names, key.key, lo, hi)
 
-            deleted = conn.execute(delete_window_statement(target, key_column, lo, hi)).rowcount
+            deleted = conn.execute(delete_window_statement(target, key.key, lo, hi)).rowcount
             insert = insert_statement(target)
             keys = [names[c] for c in frame.columns]
             inserted = 0
@@ -327,6 +369,19 @@ class SqlDatabase(dg.ConfigurableResource):
             f"{inserted} rows ({redact(self.engine().url)})"
         )
         return inserted
+
+    @staticmethod
+    def _key(target: sa.Table, key_column: str, table: str, schema: str | None) -> sa.Column:
+        """The key column by exact name, else by a unique case-insensitive match."""
+        if key_column in target.c:
+            return target.c[key_column]
+        folded = [c for c in target.c if c.key.casefold() == key_column.casefold()]
+        if len(folded) == 1:
+            return folded[0]
+        raise SqlDataError(
+            f"key column {key_column!r} is not a column of {_qualified(table, schema)} "
+            f"(columns: {', '.join(target.c.keys())})"
+        )
 
     @staticmethod
     def _match_columns(
@@ -415,9 +470,8 @@ class SqlDatabase(dg.ConfigurableResource):
                         f"key column {key_column!r} is not a column of {_qualified(table, schema)}"
                     )
                 key = target.c[key_column]
-                wants_tz = _column_wants_tz(key)
                 if start is not None:
-                    stmt = stmt.where(key >= (start if wants_tz else naive_utc(start)))
+                    stmt = stmt.where(key >= _bound(start, key))
                 if end is not None:
-                    stmt = stmt.where(key < (end if wants_tz else naive_utc(end)))
+                    stmt = stmt.where(key < _bound(end, key))
             return int(conn.execute(stmt).scalar_one())

@@ -24,6 +24,7 @@ from resources.sql import (
     SqlDatabase,
     SqlDataError,
     SqlTableNotFoundError,
+    datetime_text,
     default_sqlite_url,
     delete_window_statement,
     insert_statement,
@@ -517,3 +518,53 @@ def test_postgres_round_trip(postgres_db):
     assert first.id == 460
     assert first.demand_forecast == 100.0
     assert first.datetime == "2024-01-01 01:00:00"
+
+
+# ---------------------------------------------------------------------------- tables made by hand
+
+
+def hand_made_text_table(engine: sa.Engine) -> None:
+    """Wall times as text, mixed-case key name, no primary key: as a user might make it."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text('CREATE TABLE wall_times ("DateTime" VARCHAR(30), demand_forecast FLOAT)')
+        )
+
+
+def text_window_round_trip(db: SqlDatabase) -> None:
+    hand_made_text_table(db.engine())
+    assert db.column_names("wall_times") == ["DateTime", "demand_forecast"]
+    hours = [datetime(2024, 1, 31, 22), datetime(2024, 1, 31, 23), datetime(2024, 2, 1)]
+    frame = pl.DataFrame({"datetime": hours, "demand_forecast": [1.0, 2.0, 3.0]})
+    db.replace_rows(
+        "wall_times", frame[:2], key_column="datetime", start=JAN[0], end=JAN[1]
+    )  # datetimes in, the brief's text stored; the bounds compare as text
+    db.replace_rows("wall_times", frame[2:], key_column="datetime", start=FEB[0], end=FEB[1])
+    db.replace_rows(
+        "wall_times",
+        frame[1:2].with_columns(pl.lit(9.0).alias("demand_forecast")),
+        key_column="datetime",
+        start=JAN[0],
+        end=JAN[1],
+    )
+    with db.engine().connect() as conn:
+        rows = conn.execute(sa.text('SELECT "DateTime", demand_forecast FROM wall_times')).all()
+    assert sorted(tuple(r) for r in rows) == [
+        ("2024-01-31 23:00:00", 9.0),
+        ("2024-02-01 00:00:00", 3.0),
+    ]
+    assert db.count_rows("wall_times", key_column="DateTime", start=FEB[0], end=FEB[1]) == 1
+    assert datetime_text(datetime(2024, 1, 1, 0, 0, 0, 500000)) == "2024-01-01 00:00:00.500"
+
+
+def test_text_key_column_of_a_hand_made_sqlite_table(sqlite_db):
+    text_window_round_trip(sqlite_db)
+
+
+@pytest.mark.integration
+def test_text_key_column_of_a_hand_made_postgres_table(postgres_database):
+    db = SqlDatabase(url=postgres_database)
+    try:
+        text_window_round_trip(db)
+    finally:
+        db.engine().dispose()
