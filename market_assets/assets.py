@@ -27,6 +27,7 @@ from market_assets.schema import (
     WINDOW_DAYS,
 )
 from resources.asset_metadata import column_schema
+from resources.automation import missing_once
 from resources.object_store import ObjectStore
 from resources.spark import SPARK_POOL, to_spark_uri, write_parquet_replacing
 
@@ -34,6 +35,9 @@ GROUP = "market"
 # Listing thousands of file names in metadata would drown the UI: the first ones and a count.
 LISTED = 50
 MODEL_MAX_BYTES = 50 * 1024 * 1024
+# The source is a static dataset, so the group runs once, on a fresh instance (one request for
+# the three stages), and then from the UI; a failed stage is not retried in a loop.
+BOOTSTRAP = missing_once()
 
 
 def dataset_uri(store: ObjectStore, name: str) -> str:
@@ -104,6 +108,7 @@ def _ingest_metadata(report: IngestReport) -> dict:
     kinds={"pyspark", "parquet"},
     pool=SPARK_POOL,
     metadata=column_schema(*_PRICES),
+    automation_condition=BOOTSTRAP,
 )
 def stock_prices(
     context: dg.AssetExecutionContext,
@@ -161,6 +166,7 @@ def stock_prices(
     pool=SPARK_POOL,
     deps=[stock_prices],
     metadata=column_schema(*_FEATURES),
+    automation_condition=BOOTSTRAP,
 )
 def stock_features(
     context: dg.AssetExecutionContext, pyspark: LazyPySparkResource, object_store: ObjectStore
@@ -205,13 +211,14 @@ class VolumeModelConfig(dg.Config):
     group_name=GROUP,
     kinds={"scikit-learn", "polars"},
     deps=[stock_features],
+    automation_condition=BOOTSTRAP,
     metadata={
         **column_schema(
             (VOL_MOVING_AVG, "DOUBLE", "Input 1, in this order."),
             (ADJ_CLOSE_ROLLING_MED, "DOUBLE", "Input 2."),
             (VOLUME, "BIGINT", "Predicted: shares traded that day (rounded, >= 0)."),
         ),
-        "object": "market/volume_model/current.json -> versions/<version>/model.pkl",
+        "object": "market/volume_model/current.json -> versions/<version>/model.skops",
     },
 )
 def volume_model(

@@ -223,7 +223,9 @@ async def volume_page(
                     holder_of(request), parsed["vol_moving_avg"], parsed["adj_close_rolling_med"]
                 )
             except HTTPException as exc:
-                unavailable, status_code = exc.detail, exc.status_code
+                detail = exc.detail  # a message, or /predict's list of errors
+                unavailable = detail[0]["msg"] if isinstance(detail, list) else detail
+                status_code = exc.status_code
     return templates.TemplateResponse(
         request,
         "volume.html",

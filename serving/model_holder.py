@@ -5,7 +5,9 @@ is a single assignment and a request sees either the old model or the new one, n
 At most every ``reload_seconds`` one request (whichever comes first) reads the pointer in a
 worker thread; the event loop keeps answering everyone else with the current model meanwhile.
 A version that fails to load leaves the old model in place; the error is kept for /health and
-that version is retried only after ``retry_failed_seconds``.
+that version is retried only after ``retry_failed_seconds``. /health is public, so it gets a
+generic reason (``ModelRefused.reason``, else "see the server log"); exception texts, which can
+hold file paths, keys and bucket names, go to the server log only.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from market_assets.model_store import load_model, read_pointer
+from market_assets.model_store import VERSION_PATTERN, ModelRefused, load_model, read_pointer
 from resources import clock
 from resources.object_store import ObjectStore
 from resources.settings import DEFAULT_MODEL_RELOAD_SECONDS
@@ -27,6 +29,7 @@ log = logging.getLogger("uvicorn.error.serving")
 
 DEFAULT_RELOAD_SECONDS = DEFAULT_MODEL_RELOAD_SECONDS
 RETRY_FAILED_SECONDS = 60.0
+SEE_LOG = "see the server log"
 
 
 def _utc_now() -> str:
@@ -91,7 +94,7 @@ class ModelHolder:
         try:
             pointer = read_pointer(self.store)
         except Exception as exc:
-            self._fail(f"reading the model pointer failed: {type(exc).__name__}: {exc}")
+            self._fail(f"reading the model pointer failed: {SEE_LOG}", exc)
             return
         if pointer is None:  # nothing published (yet, or any more: keep what we have)
             self.last_error = self.last_error_at = None
@@ -110,7 +113,9 @@ class ModelHolder:
         except Exception as exc:
             self._failed = (version, sha256, self.clock())
             kept = f"; still serving {current.version}" if current else ""
-            self._fail(f"loading version {version} failed: {type(exc).__name__}: {exc}{kept}")
+            shown = version if VERSION_PATTERN.fullmatch(version) else "(not a version name)"
+            reason = exc.reason if isinstance(exc, ModelRefused) else SEE_LOG
+            self._fail(f"loading version {shown} failed: {reason}{kept}", exc)
             return
         self.current = LoadedModel(
             version=version,
@@ -132,9 +137,10 @@ class ModelHolder:
     def _retry_due(self, failed_at: float) -> bool:
         return self.clock() - failed_at >= self.retry_failed_seconds
 
-    def _fail(self, message: str) -> None:
-        self.last_error, self.last_error_at = message, _utc_now()
-        log.warning("%s", message)
+    def _fail(self, public: str, exc: Exception) -> None:
+        """``public`` for /health; the exception itself (paths, keys) for the log only."""
+        self.last_error, self.last_error_at = public, _utc_now()
+        log.warning("%s (%s: %s)", public, type(exc).__name__, exc)
 
     def status(self) -> dict:
         current = self.current

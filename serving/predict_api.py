@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from market_assets.schema import ADJ_CLOSE_ROLLING_MED, FEATURES, VOL_MOVING_AVG
-from serving.model_holder import ModelHolder
+from serving.model_holder import ModelHolder, log
 from serving.predictor import to_volume
 
 # The query parameters are the feature names; fail at import if the schema renames one.
@@ -16,6 +17,12 @@ if set(FEATURES) != {"vol_moving_avg", "adj_close_rolling_med"}:
     raise RuntimeError(f"/predict's parameters no longer match the model features {FEATURES}")
 
 NO_MODEL = "no volume model yet: materialize volume_model"
+# Plausible ranges, far beyond any listed stock (the busiest trade a few billion shares a day;
+# the dearest share costs under a million dollars). Beyond them the answer would be an
+# extrapolation at best and an overflow at worst (the ratio model multiplies vol_moving_avg).
+MAX_VOL_MOVING_AVG = 1e12
+MAX_ADJ_CLOSE_ROLLING_MED = 1e7
+NON_FINITE = "non_finite_prediction"
 
 router = APIRouter(tags=["volume model"])
 
@@ -25,8 +32,10 @@ class Message(BaseModel):
 
 
 class ParameterError(BaseModel):
-    type: str  # pydantic's error type: missing, float_parsing, greater_than_equal, finite_number
-    loc: list[str | int]  # ["query", "<parameter>"]
+    # pydantic's error type (missing, float_parsing, greater_than_equal, less_than_equal,
+    # finite_number), or non_finite_prediction: the model has no finite answer for the inputs
+    type: str
+    loc: list[str | int]  # ["query", "<parameter>"] (["query"] for non_finite_prediction)
     msg: str  # "query parameter <parameter>: <what is wrong>"
     input: Any = None
     ctx: dict | None = None
@@ -49,17 +58,25 @@ class Health(BaseModel):
     last_error_at: str | None
 
 
-def _feature(description: str, example: float):
-    return Query(ge=0, allow_inf_nan=False, description=description, examples=[example])
+def _feature(description: str, example: float, maximum: float):
+    return Query(
+        ge=0,
+        le=maximum,
+        allow_inf_nan=False,
+        description=f"{description}; finite, from 0 to {maximum:.0e}.",
+        examples=[example],
+    )
 
 
 VolMovingAvg = Annotated[
     float,
-    _feature("Mean daily volume (shares) over the last 30 trading days; finite, >= 0.", 9_800),
+    _feature("Mean daily volume (shares) over the last 30 trading days", 9_800, MAX_VOL_MOVING_AVG),
 ]
 AdjCloseRollingMed = Annotated[
     float,
-    _feature("Median adjusted close over the last 30 trading days; finite, >= 0.", 41.5),
+    _feature(
+        "Median adjusted close over the last 30 trading days", 41.5, MAX_ADJ_CLOSE_ROLLING_MED
+    ),
 ]
 
 
@@ -78,7 +95,9 @@ def holder_of(request: Request) -> ModelHolder:
         },
         422: {
             "model": ValidationErrors,
-            "description": "A parameter is missing, not a number, negative, nan or inf.",
+            "description": "A parameter is missing, not a number, negative, above its maximum, "
+            "nan or inf; or (type non_finite_prediction) the model has no finite prediction for "
+            "these inputs.",
         },
         503: {"model": Message, "description": NO_MODEL + " (or it could not be loaded)"},
     },
@@ -93,7 +112,7 @@ async def predicted_volume(
     holder: ModelHolder, vol_moving_avg: float, adj_close_rolling_med: float
 ) -> int:
     """The current model's prediction (shared by ``/predict`` and the ``/volume`` page);
-    HTTP 503 while there is no loadable model."""
+    HTTP 503 while there is no loadable model, 422 when its prediction is not finite."""
     if holder.check_due():
         await holder.refresh_if_due()
     current = holder.current
@@ -102,7 +121,18 @@ async def predicted_volume(
             raise HTTPException(503, "the volume model could not be loaded: see /health")
         raise HTTPException(503, NO_MODEL)
     values = {VOL_MOVING_AVG: vol_moving_avg, ADJ_CLOSE_ROLLING_MED: adj_close_rolling_med}
-    return to_volume(current.predictor.predict_one([values[name] for name in FEATURES]))
+    prediction = current.predictor.predict_one([values[name] for name in FEATURES])
+    if not math.isfinite(prediction):
+        log.warning("volume model %s predicted %r for %s", current.version, prediction, values)
+        error = {
+            "type": NON_FINITE,
+            "loc": ["query"],
+            "msg": "query: the model's prediction for these inputs is not a finite number "
+            f"({prediction}); try values closer to real trading data",
+            "input": values,
+        }
+        raise HTTPException(422, [error])
+    return to_volume(prediction)
 
 
 @router.get("/health", response_model=Health, summary="Which model this worker serves")

@@ -6,6 +6,9 @@ never touch DuckDB: they read the last published ``Snapshot``. A refresher threa
 warehouse read-only every ``DASHBOARD_REFRESH_SECONDS`` (retrying while a run holds the lock)
 and swaps in a new snapshot only when the whole read succeeded; when it fails, the previous
 snapshot stays and the error is reported beside it. Every page says how old its data is.
+The reported error is generic (pages are public); the exception, which can name files, PIDs
+and buckets, goes to the server log. The refresher survives any exception and tries again on
+the next tick: only an exit (SystemExit, KeyboardInterrupt) ends it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ DEFAULT_REFRESH_SECONDS = DEFAULT_DASHBOARD_REFRESH_SECONDS
 # The rain numbers are per minute; older than this they are no longer "the next hour".
 RAIN_STALE_AFTER = timedelta(minutes=3)
 TEMPERATURE_DAYS = 7
+# What the pages say when a read fails (the details are in the server log).
+NO_WAREHOUSE = "the warehouse does not exist yet: materialize an asset first"
+WAREHOUSE_BUSY = "the warehouse was busy (a run is writing it); see the server log"
+READ_FAILED = "the warehouse could not be read; see the server log"
 REALTIME_SOURCE = "real-time view"
 WAREHOUSE_SOURCE = "warehouse"
 
@@ -183,27 +190,53 @@ class SnapshotHolder:
             snapshot = read_snapshot(self.warehouse_path, self._location_names())
         except (duckdb.Error, OSError) as exc:
             # FileNotFoundError (nothing materialized yet) included: not worth a traceback.
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            self.last_error_at = clock.utcnow()
-            log.warning("dashboard: warehouse read failed, keeping the previous data: %s", exc)
+            self._failed(exc, traceback=False)
+            return False
+        except Exception as exc:  # polars, S3, a bug: anything, the dashboard keeps going
+            self._failed(exc, traceback=True)
             return False
         self.current = snapshot
         self.last_error = None
         self.refreshes += 1
         return True
 
+    def _failed(self, exc: BaseException, *, traceback: bool) -> None:
+        """A generic reason for the pages, the exception itself for the log."""
+        if isinstance(exc, FileNotFoundError):
+            public = NO_WAREHOUSE
+        elif isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
+            public = WAREHOUSE_BUSY
+        else:
+            public = READ_FAILED
+        self.last_error, self.last_error_at = public, clock.utcnow()
+        log.warning(
+            "dashboard: warehouse read failed, keeping the previous data: %s: %s",
+            type(exc).__name__,
+            exc,
+            exc_info=exc if traceback else None,
+        )
+
+    def _refresh_surviving(self) -> None:
+        """``refresh``, outliving any exception but an exit: the next tick tries again."""
+        try:
+            self.refresh()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._failed(exc, traceback=True)
+
     def start(self) -> None:
         """Refresh now (best effort), then every ``refresh_seconds`` in a daemon thread."""
         if self.realtime is not None:
             self.realtime.start()
-        self.refresh()
+        self._refresh_surviving()
         self._thread = threading.Thread(target=self._loop, name="dashboard-refresh", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.refresh_seconds):
             started = time.perf_counter()
-            self.refresh()
+            self._refresh_surviving()
             log.debug("dashboard refresh took %.3f s", time.perf_counter() - started)
 
     def stop(self) -> None:

@@ -48,6 +48,26 @@ def test_a_fresh_machine_gets_pages_that_say_there_is_no_data_yet(fresh_client):
     assert volume.status_code == 503 and "no volume model yet" in volume.text
 
 
+def test_public_pages_show_no_file_paths(fresh_client, platform_env, monkeypatch):
+    """The failed warehouse read (its message names the file) is on the pages generically."""
+    for path in ("/", "/temperature", "/temperature.json", "/rain", "/health", "/volume"):
+        response = fresh_client.get(path)
+        assert str(platform_env) not in response.text, path
+    assert "does not exist yet" in fresh_client.get("/").text
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise duckdb.IOException(
+            f'Could not set lock on file "{platform_env}/w.duckdb": Conflicting lock is held in '
+            "/usr/bin/python3 (PID 31337)"
+        )
+
+    monkeypatch.setattr(warehouse_snapshot, "read_snapshot", locked)
+    fresh_client.app.state.snapshots.refresh()
+    for path in ("/", "/temperature", "/temperature.json"):
+        text = fresh_client.get(path).text
+        assert "busy" in text and "31337" not in text and str(platform_env) not in text, path
+
+
 def stale_note_shown(page: str) -> bool:
     return "hidden" not in re.search(r'<p class="stale" id="stale-note"[^>]*>', page).group(0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 import numpy as np
@@ -12,12 +13,13 @@ from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
+from market_assets.model import MovingAverageRatioRegressor
 from market_assets.model_store import publish_model
 from resources.object_store import ObjectStore, object_store_from
 from resources.settings import SettingsError, load_settings
 from serving.app import app
 from serving.model_holder import ModelHolder
-from serving.predict_api import NO_MODEL
+from serving.predict_api import MAX_ADJ_CLOSE_ROLLING_MED, MAX_VOL_MOVING_AVG, NO_MODEL
 from serving.predictor import to_volume
 
 QUERY = {"vol_moving_avg": 25_000.0, "adj_close_rolling_med": 31.5}
@@ -86,7 +88,7 @@ def test_predicts_the_rounded_volume(store, models):
     assert health["status"] == "ok"
     assert health["model_version"] == version
     assert health["predictor"] == "compiled-hgb"
-    assert health["source_key"].endswith(f"/versions/{version}/model.pkl")
+    assert health["source_key"].endswith(f"/versions/{version}/model.skops")
     assert health["published_at"] and health["loaded_at"] and health["last_error"] is None
 
 
@@ -129,7 +131,7 @@ def test_the_pointer_is_checked_at_most_every_reload_seconds(store, models, monk
         assert client.get("/predict", params=QUERY).json() == expected(models[0])
 
 
-def test_a_corrupt_new_version_keeps_the_old_model(client, store, models):
+def test_a_corrupt_new_version_keeps_the_old_model(client, store, models, caplog):
     good = publish(store, models[0])
     assert client.get("/predict", params=QUERY).json() == expected(models[0])
     bad = publish_model(store, models[1], metrics={}, log_text="")
@@ -139,8 +141,11 @@ def test_a_corrupt_new_version_keeps_the_old_model(client, store, models):
     health = client.get("/health").json()
     assert health["status"] == "degraded"
     assert health["model_version"] == good
-    assert bad.model_key in health["last_error"] and "sha256" in health["last_error"]
+    # Public: which version and a generic reason; the key and digests go to the log only.
+    assert bad.version in health["last_error"] and "checksum" in health["last_error"]
+    assert bad.model_key not in health["last_error"] and "sha256" not in health["last_error"]
     assert f"still serving {good}" in health["last_error"]
+    assert bad.model_key in caplog.text and "sha256" in caplog.text
 
     fixed = publish(store, models[1])
     assert client.get("/predict", params=QUERY).json() == expected(models[1])
@@ -156,7 +161,67 @@ def test_a_model_that_never_loaded_is_503_with_the_reason_in_health(store, model
         assert response.status_code == 503
         assert "could not be loaded" in response.json()["detail"]
         health = client.get("/health").json()
-    assert health["status"] == "no_model" and bad.model_key in health["last_error"]
+    assert health["status"] == "no_model" and bad.version in health["last_error"]
+    assert bad.model_key not in health["last_error"]
+
+
+def test_health_shows_no_path_of_a_failed_load_or_pointer_read(client, store, models, caplog):
+    """An OSError names the file it failed on: that goes to the log, /health says what failed."""
+    bad = publish_model(store, models[0], metrics={}, log_text="")
+    model_file = store._path(bad.model_key)
+    model_file.unlink()
+    model_file.mkdir()  # reading it raises IsADirectoryError naming the full path
+    with caplog.at_level(logging.WARNING):
+        health = client.get("/health").json()
+    assert health["status"] == "no_model"
+    assert bad.version in health["last_error"] and "see the server log" in health["last_error"]
+    assert str(model_file) not in health["last_error"] and "Errno" not in health["last_error"]
+    assert str(model_file) in caplog.text
+
+    pointer = store._path(store.key("market/volume_model/current.json"))
+    pointer.unlink()
+    pointer.mkdir()
+    health = client.get("/health").json()
+    assert health["last_error"] == "reading the model pointer failed: see the server log"
+    assert str(pointer) in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "bound"),
+    [
+        ("vol_moving_avg", "1.7976931348623157e308", MAX_VOL_MOVING_AVG),
+        ("vol_moving_avg", str(MAX_VOL_MOVING_AVG * 10), MAX_VOL_MOVING_AVG),
+        ("adj_close_rolling_med", "1e300", MAX_ADJ_CLOSE_ROLLING_MED),
+    ],
+)
+def test_inputs_beyond_the_plausible_range_are_422(client, store, name, value, bound):
+    """The issue's overflow: the ratio model multiplies vol_moving_avg, so 1.8e308 became inf
+    and rounding it a 500. Inputs are bounded (a documented cap, far above any stock)."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.lognormal(10, 1, 300), rng.lognormal(3, 1, 300)])
+    publish(store, MovingAverageRatioRegressor(fit(1.0)).fit(X, 1.5 * X[:, 0]))
+    params = {**{k: str(v) for k, v in QUERY.items()}, name: value}
+    response = client.get("/predict", params=params)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["query", name] and error["type"] == "less_than_equal"
+    assert error["ctx"] == {"le": bound}
+    assert error["msg"].startswith(f"query parameter {name}: Input should be less than or equal")
+    at_cap = {**params, name: str(bound)}
+    assert client.get("/predict", params=at_cap).status_code == 200
+
+
+def test_a_non_finite_prediction_is_a_clear_422_not_a_500(client, store):
+    broken = DummyRegressor(strategy="constant", constant=1.0).fit([[0, 0]], [1.0])
+    for value in (np.inf, np.nan):
+        broken.constant_ = np.array([[value]])
+        publish(store, broken)
+        response = client.get("/predict", params=QUERY)
+        assert response.status_code == 422, response.text
+        (error,) = response.json()["detail"]
+        assert error["type"] == "non_finite_prediction" and error["loc"] == ["query"]
+        assert "not a finite number" in error["msg"]
+        assert error["input"] == QUERY
 
 
 def test_openapi_documents_the_answers(client):
