@@ -1,5 +1,6 @@
 """The stock market domain's ``dg.Definitions``: its assets, checks and job (resources come
-from the root ``definitions.py``; its bootstrap sensor from ``sensors/market.py``)."""
+from the root ``definitions.py``; its automation conditions are evaluated by
+``sensors.automation``)."""
 
 import dagster as dg
 

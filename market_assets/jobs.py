@@ -1,4 +1,5 @@
-"""The market job: the whole group, requested once by ``sensors.market`` and then from the UI."""
+"""The market job: the whole group, for a re-run from the UI (a fresh instance builds it by the
+assets' automation condition, ``market_assets.assets.BOOTSTRAP``)."""
 
 import dagster as dg
 

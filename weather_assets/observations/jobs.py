@@ -1,4 +1,7 @@
-"""The nightly raw-readings ETL: yesterday through every stage, at 00:20 UTC."""
+"""The raw-readings ETL as one job, for ranged runs by hand (e.g. a week of history).
+
+Nothing schedules it: the ETL assets' automation condition (``weather_assets.automation``)
+requests yesterday once after 00:20 UTC, and the last six days on a fresh instance."""
 
 import dagster as dg
 
@@ -7,11 +10,5 @@ from weather_assets.observations.assets import OBSERVATION_ASSETS
 observations_daily_job = dg.define_asset_job(
     name="observations_daily_job",
     selection=dg.AssetSelection.assets(*OBSERVATION_ASSETS),
-    description="Yesterday's raw readings through the PySpark ETL.",
-)
-observations_daily_schedule = dg.build_schedule_from_partitioned_job(
-    observations_daily_job,
-    hour_of_day=0,
-    minute_of_hour=20,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Days of raw readings through the PySpark ETL.",
 )

@@ -18,6 +18,12 @@ from resources import clock
 from resources.asset_metadata import column_schema, warehouse_table
 from resources.object_store import ObjectStore
 from resources.warehouse import DUCKDB_POOL
+from weather_assets.automation import (
+    daily_retrain,
+    hourly_accuracy,
+    hourly_actuals,
+    hourly_prediction,
+)
 from weather_assets.locations import CoordinateRegistry
 from weather_assets.observations import etl_polars
 from weather_assets.observations.assets import dataset_uri, weather_observations_hourly
@@ -50,6 +56,7 @@ class TemperatureModelConfig(dg.Config):
     kinds={"python", "scikitlearn", "polars"},
     deps=[weather_observations_hourly],
     io_manager_key="object_io_manager",
+    automation_condition=daily_retrain(),
     metadata={
         **column_schema(
             ("timestamp", "TIMESTAMP", "Hour start (UTC) of each training row."),
@@ -121,6 +128,7 @@ def _office_hourly(store: ObjectStore) -> pl.DataFrame:
 
 @hourly_table(
     kinds={"python", "polars", "duckdb"},
+    automation_condition=hourly_actuals(),
     metadata=warehouse_table(
         "weather",
         ("timestamp", "TIMESTAMP", "Hour start (UTC)."),
@@ -173,6 +181,7 @@ def temperature_actuals(
 
 @hourly_table(
     kinds={"python", "scikitlearn", "duckdb"},
+    automation_condition=hourly_prediction(),
     ins={
         "temperature_actuals": dg.AssetIn(
             partition_mapping=dg.TimeWindowPartitionMapping(
@@ -292,6 +301,7 @@ def rolling_accuracy(
 
 @hourly_table(
     kinds={"python", "scikitlearn", "duckdb"},
+    automation_condition=hourly_accuracy(),
     ins={
         "temperature_predictions": dg.AssetIn(
             partition_mapping=dg.TimeWindowPartitionMapping(
