@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from esios_assets.simulator import EsiosSimulator
 from resources.http import HttpClient, RetryPolicy
@@ -88,7 +89,8 @@ class EsiosResource(dg.ConfigurableResource):
 
     source: SourceConfig = SourceConfig()
     base_url: str = ESIOS_BASE_URL
-    api_token: str | None = None
+    # repr=False: a resource's repr lists its fields, a resolved dg.EnvVar included.
+    api_token: str | None = Field(default=None, repr=False)
     timeout_s: float = 30.0
     max_attempts: int = 5
 

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import dagster as dg
+from pydantic import Field
 
 from nasa_assets.search import SearchPage, dedupe, parse_search_page
 from resources.http import DEFAULT_DEADLINE_S, HttpClient, RetryPolicy
@@ -211,7 +212,8 @@ class NasaImagesResource(dg.ConfigurableResource):
 
     source: SourceConfig = SourceConfig()
     base_url: str = NASA_IMAGES_BASE_URL
-    api_key: str | None = None
+    # repr=False: a resource's repr lists its fields, a resolved dg.EnvVar included.
+    api_key: str | None = Field(default=None, repr=False)
     requests_per_hour: int = REQUESTS_PER_HOUR
     timeout_s: float = 30.0
     max_attempts: int = 5

@@ -202,12 +202,13 @@ class EmbeddedServer:
 
 def main() -> int:
     """Run the embedded server in the foreground until stopped (``make run``)."""
-    from resources.settings import dotenv_environ, load_settings
+    from resources.settings import dotenv_environ, hide_password, load_settings
 
     with dotenv_environ():
         settings = load_settings()
     if not embedded(settings):
-        print(f"NATS_URL is set ({settings.nats_url}): no embedded server started", flush=True)
+        shown = hide_password(settings.nats_url)
+        print(f"NATS_URL is set ({shown}): no embedded server started", flush=True)
         return 0
     if not port_is_free(settings.nats_port):
         print(

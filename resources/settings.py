@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -156,7 +157,8 @@ class Settings(BaseSettings):
     rain_partition_days: int = Field(30, validation_alias="RAIN_PARTITION_DAYS")
     rain_raw_retention_hours: int = Field(48, validation_alias="RAIN_RAW_RETENTION_HOURS")
     # The rain stream's log (resources/jetstream.py, weather_assets/rain/stream/).
-    nats_url: str | None = Field(None, validation_alias="NATS_URL")
+    # May carry nats://user:password@...: kept out of repr, shown by summary() without it.
+    nats_url: str | None = Field(None, validation_alias="NATS_URL", repr=False)
     nats_port: int = Field(DEFAULT_NATS_PORT, validation_alias="NATS_PORT")
     rain_stream_max_age_hours: int = Field(48, validation_alias="RAIN_STREAM_MAX_AGE_HOURS")
     rain_stream_replicas: int = Field(1, validation_alias="RAIN_STREAM_REPLICAS")
@@ -312,7 +314,7 @@ class Settings(BaseSettings):
         shown = {"source_mode", "data_dir", "warehouse_path"}
         shown |= {"s3_bucket", "s3_bucket_name", "s3_prefix", "s3_endpoint_url"}
         extra = [
-            f"{env_name(name)}={getattr(self, name)}"
+            f"{env_name(name)}={hide_password(getattr(self, name))}"
             for name in type(self).model_fields
             if name in self.model_fields_set and name not in shown
         ]
@@ -321,6 +323,17 @@ class Settings(BaseSettings):
             f"WAREHOUSE_PATH={self.warehouse_path}, objects in {objects}"
             + (f"; also set: {', '.join(extra)}" if extra else "")
         )
+
+
+def hide_password(value: Any) -> Any:
+    """A URL's password replaced by ``***`` (``nats://user:***@host``); other values as given."""
+    if not isinstance(value, str) or "@" not in value:
+        return value
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def env_name(field: str) -> str:

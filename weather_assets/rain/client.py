@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from resources import clock
 from resources.http import ApiAuthError, ApiError, HttpClient, RetryPolicy
@@ -119,8 +120,9 @@ class OpenWeatherMapResource(dg.ConfigurableResource):
 
     source: SourceConfig = SourceConfig()
     base_url: str = OPENWEATHERMAP_BASE_URL
-    api_key: str | None = None
-    api_keys: str | None = None
+    # repr=False: a resource's repr lists its fields, a resolved dg.EnvVar included.
+    api_key: str | None = Field(default=None, repr=False)
+    api_keys: str | None = Field(default=None, repr=False)
     calls_per_minute: int = 60
     timeout_s: float = 10.0
     max_attempts: int = 5

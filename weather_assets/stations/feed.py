@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from resources.http import HttpClient, RetryPolicy
 from resources.rate_limit import TokenBucket
@@ -143,7 +144,8 @@ class StationFeed(dg.ConfigurableResource):
     interval_s: float = 10.0
     junk_rate: float = 0.02
     base_url: str = OPENWEATHERMAP_BASE_URL
-    api_key: str | None = None
+    # repr=False: a resource's repr lists its fields, a resolved dg.EnvVar included.
+    api_key: str | None = Field(default=None, repr=False)
     calls_per_minute: int = 60
 
     def station_ids(self) -> list[str]:
