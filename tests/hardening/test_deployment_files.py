@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 import tomllib
 import uuid
@@ -266,7 +267,13 @@ def test_secrets_come_only_from_the_environment():
         for key, value in (service.get("environment") or {}).items():
             if re.search(r"PASSWORD|SECRET|TOKEN|API_KEY|WEBHOOK", key):
                 assert value is None or str(value).startswith("${"), f"{name}: {key} is literal"
-    required = {"POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}
+    required = {
+        "POSTGRES_PASSWORD",
+        "MINIO_ROOT_USER",
+        "MINIO_ROOT_PASSWORD",
+        "WEB_AWS_ACCESS_KEY_ID",
+        "WEB_AWS_SECRET_ACCESS_KEY",
+    }
     assert set(example_env()) == required
     for missing in required:
         env = {key: value for key, value in example_env().items() if key != missing}
@@ -279,7 +286,8 @@ def test_ports_and_grpc_wiring(services):
     webserver_argv = services["webserver"]["entrypoint"]
     assert webserver_argv[:1] == ["dagster-webserver"]
     assert parse_command(webserver_argv)[1]["port"] == 3000
-    assert services["webserver"]["ports"] == ["3000:3000"]
+    # Dagster has no authentication: the UI on loopback only (a proxy adds auth for the rest).
+    assert services["webserver"]["ports"] == ["127.0.0.1:3000:3000"]
 
     web_argv = services["web"]["command"]
     _, web_params = parse_command(web_argv)
@@ -290,10 +298,13 @@ def test_ports_and_grpc_wiring(services):
     )
     assert services["web"]["ports"] == ["8000:8000"]
 
-    # Only the two HTTP services are published on all interfaces; MinIO's console on loopback.
+    # Only the web service is published on all interfaces; the UI and MinIO's console on
+    # loopback.
     assert services["minio"]["ports"] == ["127.0.0.1:9001:9001"]
     published = {name for name, service in services.items() if "ports" in service}
     assert published == {"webserver", "web", "minio"}
+    for name in published - {"web"}:
+        assert all(p.startswith("127.0.0.1:") for p in services[name]["ports"]), name
 
     code_server_argv = dockerfile_exec_form(CODE_DOCKERFILE, "CMD")
     _, code_params = parse_command(code_server_argv)
@@ -312,6 +323,83 @@ def test_ports_and_grpc_wiring(services):
     (local,) = location_origins_from_yaml_paths([str(ROOT / "workspace.yaml")])
     assert origin.location_name == pyproject["tool"]["dagster"]["code_location_name"]
     assert origin.location_name == local.location_name
+
+
+def _run_bucket_one_shot(services, tmp_path: Path) -> tuple[list[list[str]], dict]:
+    """minio_create_bucket's shell command, run by a real ``sh`` with an ``mc`` on PATH that
+    records its arguments (and keeps the policy file it is given): what MinIO would be told."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    calls, policy = tmp_path / "calls.jsonl", tmp_path / "policy.json"
+    fake_mc = bin_dir / "mc"
+    fake_mc.write_text(
+        f"#!{sys.executable}\n"
+        "import json, shutil, sys\n"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "if sys.argv[1:4] == ['admin', 'policy', 'create']:\n"
+        f"    shutil.copy(sys.argv[-1], {str(policy)!r})\n"
+    )
+    fake_mc.chmod(0o755)
+    service = services["minio_create_bucket"]
+    entrypoint, (command,) = service["entrypoint"], service["command"]
+    assert entrypoint == ["/bin/sh", "-c"]
+    env = {**service["environment"], "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    subprocess.run(["/bin/sh", "-c", command], env=env, check=True, timeout=30)
+    recorded = [json.loads(line) for line in calls.read_text().splitlines()]
+    return recorded, json.loads(policy.read_text()) if policy.exists() else {}
+
+
+def test_the_web_service_gets_read_only_storage_credentials(services, tmp_path):
+    """The web service only reads (the model pointer and versions), so it gets its own key pair,
+    which the MinIO one-shot creates with a read-only policy on the bucket; never the platform's
+    read-write credentials."""
+    env = example_env()
+    web, user_code = services["web"]["environment"], services["user_code"]["environment"]
+    assert web["AWS_ACCESS_KEY_ID"] == env["WEB_AWS_ACCESS_KEY_ID"]
+    assert web["AWS_SECRET_ACCESS_KEY"] == env["WEB_AWS_SECRET_ACCESS_KEY"]
+    assert web["AWS_ACCESS_KEY_ID"] != user_code["AWS_ACCESS_KEY_ID"]
+    assert web["AWS_SECRET_ACCESS_KEY"] != user_code["AWS_SECRET_ACCESS_KEY"]
+    # With real S3 (the platform's keys set), the web service still gets the read-only pair.
+    aws = load_compose({**env, "AWS_ACCESS_KEY_ID": "AKIAPLATFORM", "S3_ENDPOINT_URL": ""})
+    assert (
+        aws["services"]["web"]["environment"]["AWS_ACCESS_KEY_ID"] == env["WEB_AWS_ACCESS_KEY_ID"]
+    )
+    assert aws["services"]["user_code"]["environment"]["AWS_ACCESS_KEY_ID"] == "AKIAPLATFORM"
+
+    calls, policy = _run_bucket_one_shot(services, tmp_path)
+    bucket = services["web"]["environment"]["S3_BUCKET"]
+    user = web["AWS_ACCESS_KEY_ID"]
+    assert ["mb", "--ignore-existing", f"local/{bucket}"] in calls
+    assert ["admin", "user", "add", "local", user, web["AWS_SECRET_ACCESS_KEY"]] in calls
+    attach = ["admin", "policy", "attach", "local", "platform-web-read", "--user", user]
+    assert calls[-1] == attach, "the policy is attached last, after the user exists"
+    create = [c for c in calls if c[:3] == ["admin", "policy", "create"]]
+    assert [c[:5] for c in create] == [["admin", "policy", "create", "local", "platform-web-read"]]
+    actions = {
+        action: statement["Resource"]
+        for statement in policy["Statement"]
+        for action in statement["Action"]
+        if statement["Effect"] == "Allow"
+    }
+    assert actions == {
+        "s3:GetObject": [f"arn:aws:s3:::{bucket}/*"],
+        "s3:ListBucket": [f"arn:aws:s3:::{bucket}"],
+    }
+    # Re-running the one-shot (every `docker compose up`) must succeed again: detach first.
+    detach = ["admin", "policy", "detach", "local", "platform-web-read", "--user", user]
+    assert calls.index(detach) < calls.index(attach)
+
+    # No bucket (objects on the read-only volume): nothing to create in MinIO.
+    local = load_compose({**env, "S3_BUCKET": ""})["services"]
+    calls, policy = _run_bucket_one_shot(local, tmp_path / "local")
+    assert [c[:2] for c in calls] == [["alias", "set"]] and policy == {}
+
+
+def test_the_web_service_never_writes_objects():
+    """Why read-only credentials suffice: nothing under serving/ writes or deletes objects."""
+    source = "\n".join(p.read_text() for p in sorted((ROOT / "serving").rglob("*.py")))
+    for call in ("put_bytes(", "delete(", "put_object(", "publish_model(", "prune_versions("):
+        assert call not in source, call
 
 
 def test_startup_order(services):
