@@ -63,7 +63,9 @@ class RealtimeRain:
                 asyncio.run(self._watch())
             except LogUnavailable as exc:
                 self._lost(str(exc))
-            except Exception as exc:  # the thread must outlive any failure of the watch
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # the thread must outlive any failure of the watch
                 self._lost(f"{type(exc).__name__}: {exc}")
             self._stop.wait(self.retry_seconds)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -136,3 +137,30 @@ def test_an_empty_view_shows_the_warehouse(nats_server, platform_env, entries):
         assert holder.rain() == ([], WAREHOUSE_SOURCE)
     finally:
         holder.stop()
+
+
+class _NotAnExit(BaseException):
+    """A BaseException that is not SystemExit/KeyboardInterrupt (e.g. a library's own)."""
+
+
+def test_the_watch_thread_survives_any_exception(monkeypatch):
+    """A failed watch (any exception but an exit) marks the view unavailable and is retried."""
+    calls: list[int] = []
+    retried = threading.Event()
+
+    async def failing_watch(self) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise _NotAnExit("odd")
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        retried.set()
+
+    monkeypatch.setattr(RealtimeRain, "_watch", failing_watch)
+    view = RealtimeRain("nats://127.0.0.1:1", retry_seconds=0.01)
+    view.start()
+    try:
+        assert retried.wait(5), f"the watch thread died after {len(calls)} attempt(s)"
+        assert view._thread.is_alive()
+    finally:
+        view.stop()
