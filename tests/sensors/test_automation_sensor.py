@@ -34,3 +34,15 @@ def test_the_replaced_timing_guesses_are_gone():
     }
     assert not sensors & {"temperature_bootstrap_sensor", "market_bootstrap_sensor"}
     assert {"rain_minute_sensor", "nasa_queries_sensor"} <= sensors
+
+
+def test_make_runs_instance_evaluates_automation_sensors_in_its_daemon(tmp_path, monkeypatch):
+    """Guard: the dagster.yaml `make run` writes keeps 1.13's `auto_materialize: use_sensors`
+    default, so the daemon `dagster dev` starts runs the asset daemon that evaluates the sensor."""
+    from resources.instance_config import main
+
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    assert main([str(tmp_path / "dagster.yaml")]) == 0
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.auto_materialize_use_sensors
+        assert "ASSET" in instance.get_required_daemon_types()
