@@ -29,6 +29,7 @@ import weather_assets.definitions as weather
 from esios_assets.client import EsiosResource
 from market_assets.dataset import StockDataset
 from nasa_assets.client import NasaImagesResource
+from resources.api_budget import DB_URL_ENV_VAR, budget_file
 from resources.object_store import object_io_manager_from, object_store_from
 from resources.settings import Settings, load_settings
 from resources.source import SourceConfig
@@ -84,6 +85,19 @@ def source_resources(settings: Settings) -> dict[str, object]:
     if source.live and not owm_keys:
         # Unset on purpose: the run fails at start with Dagster naming the variable.
         owm_keys = {"api_key": dg.EnvVar("OPENWEATHERMAP_API_KEY")}
+    # One budget per API key for every process: SQLite under DATA_DIR, or PostgreSQL when set.
+    budgets = {
+        "rate_limit_file": budget_file(settings.data_dir),
+        **_secret(("rate_limit_db_url", DB_URL_ENV_VAR)),
+    }
+    station_feed = StationFeed(
+        source=source,
+        stations=settings.observation_stations,
+        base_url=settings.openweathermap_base_url,
+        calls_per_minute=settings.openweathermap_calls_per_minute,
+        **owm_keys,
+        **budgets,
+    )
     esios_token = (
         {"api_token": dg.EnvVar("ESIOS_API_TOKEN")}
         if source.live or os.environ.get("ESIOS_API_TOKEN")
@@ -95,14 +109,12 @@ def source_resources(settings: Settings) -> dict[str, object]:
             source=source,
             base_url=settings.openweathermap_base_url,
             calls_per_minute=settings.openweathermap_calls_per_minute,
+            # The live station polls spend the same keys each minute: the shards leave room.
+            station_calls_per_minute=len(station_feed.station_ids()) if source.live else 0,
             **(owm_keys if source.live else {}),
+            **budgets,
         ),
-        "station_feed": StationFeed(
-            source=source,
-            stations=settings.observation_stations,
-            base_url=settings.openweathermap_base_url,
-            **({"api_key": owm_keys["api_key"]} if "api_key" in owm_keys else {}),
-        ),
+        "station_feed": station_feed,
         "esios": EsiosResource(source=source, base_url=settings.esios_base_url, **esios_token),
         # No key is needed; NASA_API_KEY, if set, is an EnvVar like every secret.
         "nasa_library": NasaImagesResource(
@@ -110,6 +122,7 @@ def source_resources(settings: Settings) -> dict[str, object]:
             base_url=settings.nasa_images_base_url,
             max_download_mb=settings.nasa_max_download_mb,
             **_secret(("api_key", "NASA_API_KEY")),
+            **budgets,
         ),
         "stock_dataset": StockDataset(
             source=source,

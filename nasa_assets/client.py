@@ -5,8 +5,9 @@ limited (1,000 requests an hour: a sliding-window limiter keeps us under it exac
 ``images-assets.nasa.gov`` serves the files and is not. No key is needed; ``NASA_API_KEY``, if
 set, is sent as ``api_key`` (the api.nasa.gov convention) and redacted from every message.
 
-Spark workers build their own client from a ``NasaClientSpec`` (plain, picklable values), each
-with its share of the hourly budget, so N parallel tasks together stay under the limit.
+Spark workers build their own client from a ``NasaClientSpec`` (plain, picklable values). In
+live mode with a budget store (``resources.api_budget``) every run, step and task draws from one
+hourly budget per key; without one, each of N parallel tasks gets 1/N of an in-process budget.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import dagster as dg
 from pydantic import Field
 
 from nasa_assets.search import SearchPage, dedupe, parse_search_page
+from resources.api_budget import BudgetStore, store_from
 from resources.http import DEFAULT_DEADLINE_S, HttpClient, RetryPolicy
-from resources.rate_limit import SlidingWindowLimiter
+from resources.rate_limit import RateLimiter, SlidingWindowLimiter
 from resources.settings import DEFAULT_NASA_MAX_DOWNLOAD_MB, NASA_IMAGES_BASE_URL
 from resources.source import SourceConfig
 
@@ -39,6 +41,7 @@ __all__ = [
 SERVICE = "NASA Image Library"
 ASSETS_BASE_URL = "https://images-assets.nasa.gov"
 KEY_ENV_VAR = "NASA_API_KEY"
+BUDGET_API = "nasa_images"
 REQUESTS_PER_HOUR = 1000
 PAGE_CAP = 100  # the API answers HTTP 400 beyond page 100: search stops here itself
 MAX_PAGE_SIZE = 100
@@ -158,10 +161,20 @@ class NasaClientSpec:
     simulator_hits: int = 0  # simulated hits per query; 0: the simulator's own sizes
     simulator_latency_s: float = 0.0  # simulated network round trip per request
     max_download_bytes: int = DEFAULT_NASA_MAX_DOWNLOAD_MB * MIB  # one file, held in memory
+    budget: BudgetStore | None = None  # the shared hourly budget's store; None: in-process
 
     def share(self, parts: int) -> NasaClientSpec:
-        """This spec with 1/``parts`` of the hourly budget, for one of ``parts`` parallel tasks."""
+        """The spec for one of ``parts`` parallel tasks: the same shared budget, or 1/``parts``
+        of the hourly requests when the budget is in-process."""
+        if self.budget is not None:
+            return self
         return replace(self, requests_per_hour=max(1, self.requests_per_hour // max(1, parts)))
+
+    def limiter(self) -> RateLimiter:
+        """The API host's limiter: one hourly budget per key (no key: one for the host)."""
+        if self.budget is None:
+            return SlidingWindowLimiter.per_hour(self.requests_per_hour)
+        return self.budget.budget(BUDGET_API, self.api_key or "", self.requests_per_hour, 3600.0)
 
     def _simulator(self):
         from nasa_assets.simulator import NasaImagesSimulator
@@ -188,7 +201,7 @@ class NasaClientSpec:
         api = HttpClient(
             service=SERVICE,
             base_url=self.base_url,
-            rate_limiter=SlidingWindowLimiter.per_hour(self.requests_per_hour),
+            rate_limiter=self.limiter(),
             **common,
         )
         assets = HttpClient(
@@ -220,6 +233,8 @@ class NasaImagesResource(dg.ConfigurableResource):
     simulator_hits: int = 0
     simulator_latency_s: float = 0.0
     max_download_mb: int = DEFAULT_NASA_MAX_DOWNLOAD_MB
+    rate_limit_file: str | None = None
+    rate_limit_db_url: str | None = Field(default=None, repr=False)
 
     def spec(self) -> NasaClientSpec:
         if self.requests_per_hour < 1:
@@ -236,6 +251,10 @@ class NasaImagesResource(dg.ConfigurableResource):
             simulator_hits=self.simulator_hits,
             simulator_latency_s=self.simulator_latency_s,
             max_download_bytes=self.max_download_mb * MIB,
+            # Live only: the simulator's limit is per run, and a test's runs must not wait.
+            budget=store_from(self.rate_limit_file, self.rate_limit_db_url)
+            if self.source.live
+            else None,
         )
 
     def client(self, logger: logging.Logger | None = None) -> NasaImagesClient:

@@ -180,7 +180,7 @@ def rain_stream_lag(
             + ("" if expects_log else "; none is expected (NATS_URL unset)"),
             metadata={"log": why, "log_expected": expects_log},
         )
-    n_shards = len(coordinates.shards(openweathermap.calls_per_minute))
+    n_shards = len(coordinates.shards(openweathermap.shard_size()))
     # Each minute is one message per coordinate plus one end marker per shard.
     max_messages = LAG_MESSAGE_MINUTES * (len(coordinates.load()) + n_shards)
     op_context = context.op_execution_context

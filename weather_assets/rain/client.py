@@ -8,6 +8,7 @@ mounts ``OneCallSimulator`` as the transport adapter.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ import dagster as dg
 from pydantic import Field
 
 from resources import clock
+from resources.api_budget import store_from
 from resources.http import ApiAuthError, ApiError, HttpClient, RetryPolicy
-from resources.rate_limit import TokenBucket
+from resources.rate_limit import RateLimiter, TokenBucket
 from resources.settings import OPENWEATHERMAP_BASE_URL
 from resources.source import SourceConfig
 from weather_assets.locations import Location
@@ -30,6 +32,30 @@ ONECALL_PATH = "/data/3.0/onecall"
 # Only the nowcast is needed: excluding the rest keeps responses ~10x smaller.
 ONECALL_EXCLUDE = "current,hourly,daily,alerts"
 SERVICE = "OpenWeatherMap"
+# The shared budgets' API name: the rain fetch and the station feed spend the same per-key budget.
+BUDGET_API = "openweathermap"
+# Calls per key per minute left unplanned, so a key used to its limit every minute does not build
+# a queue that grows minute after minute (a granted call frees its slot a full window later).
+KEY_SLACK_PER_MINUTE = 1
+
+
+def key_limiter(
+    key: str, calls_per_minute: int, rate_limit_file: str | None, rate_limit_db_url: str | None
+) -> RateLimiter:
+    """The limiter of one One Call key: its shared budget when a store is configured (live
+    mode), else an in-process bucket (simulated mode, tests)."""
+    store = store_from(rate_limit_file, rate_limit_db_url)
+    if store is None:
+        return TokenBucket.per_minute(calls_per_minute)
+    return store.budget(BUDGET_API, key, calls_per_minute, 60.0)
+
+
+def split_keys(api_keys: str | None, api_key: str | None) -> list[str]:
+    """``OPENWEATHERMAP_API_KEYS`` (comma-separated) if set, else ``OPENWEATHERMAP_API_KEY``."""
+    keys = [k.strip() for k in (api_keys or "").split(",") if k.strip()]
+    if not keys and api_key and api_key.strip():
+        keys = [api_key.strip()]
+    return keys
 
 
 class OneCallClient:
@@ -112,10 +138,13 @@ def fetch_nowcasts(
 
 
 class OpenWeatherMapResource(dg.ConfigurableResource):
-    """One Call 3.0 access: keys from the environment, one rate limiter per key.
+    """One Call 3.0 access: keys from the environment, one rate limit per key.
 
-    ``api_key``/``api_keys`` arrive through ``dg.EnvVar`` (never logged or stored). In simulated
-    mode the keys are synthetic, one per shard, and the simulator enforces the same limit.
+    ``api_key``/``api_keys`` arrive through ``dg.EnvVar`` (never logged or stored). In live mode
+    with ``rate_limit_file`` or ``rate_limit_db_url`` set (the root definitions set them), each
+    key's limit is one budget shared with every process and with the station feed
+    (``resources.api_budget``). In simulated mode the keys are synthetic, one per shard, the
+    limiters in-process, and the simulator enforces the same limit.
     """
 
     source: SourceConfig = SourceConfig()
@@ -124,6 +153,11 @@ class OpenWeatherMapResource(dg.ConfigurableResource):
     api_key: str | None = Field(default=None, repr=False)
     api_keys: str | None = Field(default=None, repr=False)
     calls_per_minute: int = 60
+    station_calls_per_minute: int = 0
+    """Live mode: calls a minute the station feed makes on these keys (one poll per station,
+    spread over the keys); the rain shards leave them free."""
+    rate_limit_file: str | None = None
+    rate_limit_db_url: str | None = Field(default=None, repr=False)
     timeout_s: float = 10.0
     max_attempts: int = 5
     max_workers: int = 16
@@ -133,15 +167,34 @@ class OpenWeatherMapResource(dg.ConfigurableResource):
         return "OPENWEATHERMAP_API_KEYS" if self.api_keys else "OPENWEATHERMAP_API_KEY"
 
     def live_keys(self) -> list[str]:
-        keys = [k.strip() for k in (self.api_keys or "").split(",") if k.strip()]
-        if not keys and self.api_key:
-            keys = [self.api_key.strip()]
+        keys = split_keys(self.api_keys, self.api_key)
         if not keys:
             raise dg.Failure(
                 "OPENWEATHERMAP_API_KEY is not set: SOURCE_MODE=live needs a One Call 3.0 key "
                 "(or several, comma-separated, in OPENWEATHERMAP_API_KEYS)"
             )
         return keys
+
+    def shard_size(self) -> int:
+        """Coordinates per shard: what one key can fetch each minute.
+
+        Simulated: ``calls_per_minute``. Live: the key's limit less its share of the station
+        polls and ``KEY_SLACK_PER_MINUTE``, since every consumer of a key spends one budget.
+        """
+        if not self.source.live:
+            return self.calls_per_minute
+        n_keys = len(self.live_keys())
+        stations = math.ceil(self.station_calls_per_minute / n_keys)
+        size = self.calls_per_minute - stations - KEY_SLACK_PER_MINUTE
+        if size < 1:
+            raise dg.Failure(
+                f"no rain calls fit in a key: OPENWEATHERMAP_CALLS_PER_MINUTE="
+                f"{self.calls_per_minute} less {stations} station polls a minute per key "
+                f"({self.station_calls_per_minute} stations over {n_keys} keys) less "
+                f"{KEY_SLACK_PER_MINUTE} kept free leaves {size}; add keys to "
+                "OPENWEATHERMAP_API_KEYS or poll fewer OBSERVATION_STATIONS"
+            )
+        return size
 
     def clients_for(
         self,
@@ -159,12 +212,17 @@ class OpenWeatherMapResource(dg.ConfigurableResource):
             keys = self.live_keys()
             if n_shards > len(keys):
                 raise dg.Failure(
-                    f"{n_shards} shards of {self.calls_per_minute} coordinates need {n_shards} API "
-                    f"keys but {len(keys)} configured: add keys to OPENWEATHERMAP_API_KEYS, raise "
+                    f"{n_shards} shards of up to {self.shard_size()} coordinates need {n_shards} "
+                    f"API keys but {len(keys)} configured (a key's "
+                    f"{self.calls_per_minute} calls a minute also pay for the station polls, "
+                    f"{self.station_calls_per_minute} a minute, and {KEY_SLACK_PER_MINUTE} kept "
+                    "free): add keys to OPENWEATHERMAP_API_KEYS, raise "
                     "OPENWEATHERMAP_CALLS_PER_MINUTE to your plan's limit, or trim LOCATIONS_FILE"
                 )
+            file, db_url = self.rate_limit_file, self.rate_limit_db_url
         else:
             keys = [f"simulated-key-{i}" for i in range(n_shards)]
+            file = db_url = None  # the simulator's limit is per run, on its own clock
         adapter = self.source.adapter(
             lambda: OneCallSimulator(
                 seed=self.source.seed,
@@ -183,7 +241,7 @@ class OpenWeatherMapResource(dg.ConfigurableResource):
                 secrets=list(keys),
                 timeout_s=self.timeout_s,
                 retry=RetryPolicy(max_attempts=self.max_attempts),
-                rate_limiter=TokenBucket.per_minute(self.calls_per_minute),
+                rate_limiter=key_limiter(key, self.calls_per_minute, file, db_url),
                 adapter=adapter,
                 logger=logger,
                 pool_size=self.max_workers,

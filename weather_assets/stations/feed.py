@@ -9,7 +9,8 @@ the same "as received" columns, so the ETL cannot tell them apart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -17,10 +18,10 @@ import polars as pl
 from pydantic import Field
 
 from resources.http import HttpClient, RetryPolicy
-from resources.rate_limit import TokenBucket
 from resources.settings import OPENWEATHERMAP_BASE_URL
 from resources.source import SourceConfig
 from weather_assets.locations import Location
+from weather_assets.rain.client import key_limiter, split_keys
 from weather_assets.stations.simulator import raw_readings
 
 TIMEMACHINE_PATH = "/data/3.0/onecall/timemachine"
@@ -137,7 +138,13 @@ def merge_polls_and_history(
 
 
 class StationFeed(dg.ConfigurableResource):
-    """Where raw readings come from. ``stations`` are registry ids (the office first)."""
+    """Where raw readings come from. ``stations`` are registry ids (the office first).
+
+    Live mode calls One Call with the rain fetch's keys (``api_keys``, else ``api_key``): station
+    ``i`` of a call uses key ``i mod n``, and with ``rate_limit_file``/``rate_limit_db_url`` set
+    each key's calls come out of the same shared budget as the rain fetch's
+    (``OpenWeatherMapResource.station_calls_per_minute`` keeps room for the polls).
+    """
 
     source: SourceConfig = SourceConfig()
     stations: str = "office,amsterdam,rotterdam,eindhoven,groningen"
@@ -146,7 +153,10 @@ class StationFeed(dg.ConfigurableResource):
     base_url: str = OPENWEATHERMAP_BASE_URL
     # repr=False: a resource's repr lists its fields, a resolved dg.EnvVar included.
     api_key: str | None = Field(default=None, repr=False)
+    api_keys: str | None = Field(default=None, repr=False)
     calls_per_minute: int = 60
+    rate_limit_file: str | None = None
+    rate_limit_db_url: str | None = Field(default=None, repr=False)
 
     def station_ids(self) -> list[str]:
         return [s.strip() for s in self.stations.split(",") if s.strip()]
@@ -190,8 +200,8 @@ class StationFeed(dg.ConfigurableResource):
                 "simulated readings come from the simulator, day by day"
             )
         rows: list[dict] = []
-        with self._http("live station polling") as http:
-            for station in stations:
+        with self._clients("live station polling", len(stations)) as clients:
+            for station, (http, key) in zip(stations, clients, strict=True):
                 payload = http.get_json(
                     ONECALL_PATH,
                     params={
@@ -199,24 +209,39 @@ class StationFeed(dg.ConfigurableResource):
                         "lon": f"{station.lon:.6f}",
                         "exclude": CURRENT_EXCLUDE,
                         "units": "metric",
-                        "appid": self.api_key,
+                        "appid": key,
                     },
                 )
                 rows.extend(current_rows(payload, station.location_id))
         return pl.DataFrame(rows, schema=RAW_SCHEMA)
 
-    def _http(self, purpose: str) -> HttpClient:
-        """The One Call client of live mode: rate limit per key, retries, redaction."""
-        if not self.api_key:
-            raise dg.Failure(f"OPENWEATHERMAP_API_KEY is not set: {purpose} needs it")
-        return HttpClient(
-            service="OpenWeatherMap",
-            base_url=self.base_url,
-            key_env_var="OPENWEATHERMAP_API_KEY",
-            secrets=[self.api_key],
-            retry=RetryPolicy(),
-            rate_limiter=TokenBucket.per_minute(self.calls_per_minute),
-        )
+    @contextmanager
+    def _clients(self, purpose: str, n: int) -> Iterator[list[tuple[HttpClient, str]]]:
+        """``(client, key)`` for stations ``0..n-1`` of a call: station ``i`` on key ``i mod k``,
+        one client (rate limit, retries, redaction) per key, closed on exit."""
+        keys = split_keys(self.api_keys, self.api_key)
+        if not keys:
+            raise dg.Failure(
+                f"OPENWEATHERMAP_API_KEY is not set: {purpose} needs it (or "
+                "OPENWEATHERMAP_API_KEYS, comma-separated)"
+            )
+        env_var = "OPENWEATHERMAP_API_KEYS" if self.api_keys else "OPENWEATHERMAP_API_KEY"
+        with ExitStack() as stack:
+            by_key: dict[str, HttpClient] = {}
+            for key in keys[:n]:
+                by_key[key] = stack.enter_context(
+                    HttpClient(
+                        service="OpenWeatherMap",
+                        base_url=self.base_url,
+                        key_env_var=env_var,
+                        secrets=keys,
+                        retry=RetryPolicy(),
+                        rate_limiter=key_limiter(
+                            key, self.calls_per_minute, self.rate_limit_file, self.rate_limit_db_url
+                        ),
+                    )
+                )
+            yield [(by_key[keys[i % len(keys)]], keys[i % len(keys)]) for i in range(n)]
 
     def _simulated(self, stations, start: datetime, end: datetime) -> pl.DataFrame:
         frames = []
@@ -249,8 +274,8 @@ class StationFeed(dg.ConfigurableResource):
         missing = hours_without_polls(polls, ids, start, end)
         rows: list[dict] = []
         if any(missing.values()):
-            with self._http("live station history") as http:
-                for station in stations:
+            with self._clients("live station history", len(stations)) as clients:
+                for station, (http, key) in zip(stations, clients, strict=True):
                     for hour in missing[station.location_id]:
                         payload = http.get_json(
                             TIMEMACHINE_PATH,
@@ -259,7 +284,7 @@ class StationFeed(dg.ConfigurableResource):
                                 "lon": f"{station.lon:.6f}",
                                 "dt": int(hour.timestamp()),
                                 "units": "metric",
-                                "appid": self.api_key,
+                                "appid": key,
                             },
                         )
                         rows.extend(timemachine_rows(payload, station.location_id))

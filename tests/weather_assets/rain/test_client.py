@@ -129,7 +129,7 @@ def test_live_keys_spread_over_shards_and_missing_keys_are_named():
     clients = two.clients_for(2, clock=clock)
     assert clients[0] is not clients[1]
     assert [c._api_key for c in clients] == ["a", "b"]
-    with pytest.raises(dg.Failure, match="3 shards of 60 coordinates need 3 API keys but 2"):
+    with pytest.raises(dg.Failure, match="3 shards of up to 59 coordinates need 3 API keys but 2"):
         two.clients_for(3, clock=clock)
     with pytest.raises(dg.Failure, match="OPENWEATHERMAP_API_KEY is not set"):
         OpenWeatherMapResource(source=SourceConfig(mode="live")).clients_for(1, clock=clock)

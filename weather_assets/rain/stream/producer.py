@@ -59,6 +59,7 @@ from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
 from resources import clock
+from resources.api_budget import DB_URL_ENV_VAR, budget_file
 from resources.http import ApiAuthError
 from resources.settings import Settings, SettingsError, dotenv_environ, load_settings
 from resources.source import SourceConfig
@@ -660,8 +661,9 @@ class Producer:
 
 def openweathermap_from(settings: Settings) -> OpenWeatherMapResource:
     """The One Call resource as the root ``definitions.source_resources`` builds it (same
-    ``SourceConfig``, base URL and limit); the keys are read from the environment here, since
-    no Dagster run resolves an ``EnvVar`` in this process. Keys are never logged."""
+    ``SourceConfig``, base URL, limit, station reserve and shared budgets); the keys and
+    ``RATE_LIMIT_DB_URL`` are read from the environment here, since no Dagster run resolves an
+    ``EnvVar`` in this process. Keys are never logged."""
     source = SourceConfig(
         mode=settings.source_mode,
         seed=settings.simulator_seed,
@@ -673,10 +675,14 @@ def openweathermap_from(settings: Settings) -> OpenWeatherMapResource:
             keys = {"api_keys": os.environ["OPENWEATHERMAP_API_KEYS"]}
         elif os.environ.get("OPENWEATHERMAP_API_KEY"):
             keys = {"api_key": os.environ["OPENWEATHERMAP_API_KEY"]}
+    stations = [s for s in settings.observation_stations.split(",") if s.strip()]
     return OpenWeatherMapResource(
         source=source,
         base_url=settings.openweathermap_base_url,
         calls_per_minute=settings.openweathermap_calls_per_minute,
+        station_calls_per_minute=len(stations) if source.live else 0,
+        rate_limit_file=budget_file(settings.data_dir),
+        rate_limit_db_url=os.environ.get(DB_URL_ENV_VAR) or None,
         **keys,
     )
 
@@ -737,7 +743,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = load_settings()
             openweathermap = openweathermap_from(settings)
             locations = load_locations(settings.locations_file)
-            shards = shard_locations(locations, settings.openweathermap_calls_per_minute)
+            shards = shard_locations(locations, openweathermap.shard_size())
             # Live mode: enough keys for the shards, or say so now (no request is made).
             openweathermap.clients_for(len(shards), clock=producer_clock.now)
         except (SettingsError, LocationsError, dg.Failure) as exc:
