@@ -43,9 +43,11 @@ settings: install
 	@$(BIN)/python -m resources.settings
 
 # dagster.yaml from dagster.yaml.template; with DAGSTER_PG_URL set, instance storage in PostgreSQL.
+# Then runs left STARTED by a platform that was stopped or killed mid-run are marked FAILED.
 dagster-home: install settings
 	@mkdir -p "$(DAGSTER_HOME)" "$(DATA_DIR)"
 	@$(BIN)/python -m resources.instance_config "$(DAGSTER_HOME)/dagster.yaml"
+	@$(BIN)/python -m resources.run_worker
 
 # The ESIOS brief's range (2017-2018, 24 monthly partitions in one run), then its CSV. Creates
 # the SQL target table first (the load itself never creates it).

@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     storage = "PostgreSQL ($DAGSTER_PG_URL)" if "postgres_url" in text else "SQLite in DAGSTER_HOME"
-    print(f"{target}: instance storage in {storage}; duckdb pool limit 1; run queue")
+    print(
+        f"{target}: instance storage in {storage}; duckdb pool limit 1; run queue; "
+        "run monitoring; tick retention"
+    )
     return 0
 
 

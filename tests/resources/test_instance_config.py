@@ -74,3 +74,26 @@ def test_the_written_file_opens_an_instance_on_postgresql(
 
         assert dg.materialize([probe], instance=instance).success
         assert instance.get_latest_materialization_event(dg.AssetKey("probe")) is not None
+
+
+def test_the_instance_monitors_runs_frees_their_slots_and_bounds_its_ticks(tmp_path, monkeypatch):
+    """Run monitoring on (a dead worker's run is failed, its pool slots freed), and every kind
+    of tick purged after a bounded number of days."""
+    from dagster._core.scheduler.instigation import InstigatorType
+    from dagster._daemon.daemon import MonitoringDaemon
+
+    from resources.run_worker import LocalRunLauncher
+
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    assert main([str(tmp_path / "dagster.yaml")]) == 0
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_monitoring_enabled
+        assert MonitoringDaemon.daemon_type() in instance.get_required_daemon_types()
+        assert isinstance(instance.run_launcher, LocalRunLauncher)
+        assert instance.run_launcher.supports_check_run_worker_health
+        settings = instance.run_monitoring_settings
+        assert 0 < settings["poll_interval_seconds"] <= 30
+        assert 0 < settings["free_slots_after_run_end_seconds"] <= 30
+        for kind in (InstigatorType.SENSOR, InstigatorType.SCHEDULE):
+            days = instance.get_tick_retention_settings(kind)
+            assert all(0 < d <= 30 for d in days.values()), (kind, days)
