@@ -14,6 +14,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from esios_assets.automation import after_forecast_lands, daily_current_month
 from esios_assets.client import EsiosResource
 from esios_assets.partitions import MONTHLY, months_of
 from esios_assets.transform import (
@@ -55,9 +56,10 @@ _WAREHOUSE_COLUMNS = [
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=DUCKDB_POOL,
     retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL),
-    # A month is published daily; one not refreshed for 35 days means the monthly run stopped.
+    automation_condition=daily_current_month(),
+    # Refreshed daily: a day without a refresh is a warning, two days a failure.
     freshness_policy=dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(days=35), warn_window=timedelta(days=32)
+        fail_window=timedelta(hours=50), warn_window=timedelta(hours=26)
     ),
     metadata=warehouse_table("esios", *_WAREHOUSE_COLUMNS, partition_expr="datetime_local"),
 )
@@ -101,6 +103,7 @@ def esios_demand_forecast(context: dg.AssetExecutionContext, esios: EsiosResourc
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=DUCKDB_POOL,
+    automation_condition=daily_current_month(),
     metadata=column_schema(*_COLUMNS),
 )
 def demand_forecast_esios(
@@ -134,6 +137,7 @@ def demand_forecast_esios(
     kinds={"python", "csv"},
     deps=[esios_demand_forecast],
     pool=DUCKDB_POOL,
+    automation_condition=after_forecast_lands(),
     metadata=column_schema(*_COLUMNS),
 )
 def esios_demand_forecast_csv(warehouse: DuckDBResource) -> dg.MaterializeResult:

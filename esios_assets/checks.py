@@ -14,7 +14,13 @@ from esios_assets.assets import (
     esios_demand_forecast_csv,
 )
 from esios_assets.partitions import months_of
-from esios_assets.transform import EXPORT_COLUMNS, expected_hours, month_bounds_utc
+from esios_assets.transform import (
+    EXPORT_COLUMNS,
+    expected_hours,
+    month_bounds_utc,
+    published_end_utc,
+)
+from resources import clock
 from resources.sql import SqlDatabase
 from resources.warehouse import DUCKDB_POOL, table_exists
 
@@ -38,22 +44,26 @@ def _partition_frame(context: dg.AssetCheckExecutionContext, warehouse: DuckDBRe
 def esios_hours_complete(
     context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
 ) -> dg.AssetCheckResult:
-    """Every local hour of each month is there: 743 in March, 745 in October (DST), else 24/day."""
+    """Every local hour of each month is there: 743 in March, 745 in October (DST), else 24/day;
+    for the month in progress, every hour up to the end of today (later ones may be out too)."""
     frame, months = _partition_frame(context, warehouse)
     if frame is None:
         return dg.AssetCheckResult(passed=False, metadata={"reason": "table missing"})
     wrong = []
+    now = clock.utcnow()
     for month in months:
         start, end = month_bounds_utc(month)
+        due = published_end_utc(month, now)
         in_month = frame.filter((pl.col("datetime_utc") >= start) & (pl.col("datetime_utc") < end))
         got = in_month["datetime_utc"].n_unique()
-        if got != expected_hours(month):
-            hours = pl.datetime_range(start, end, "1h", closed="left", eager=True).to_list()
-            missing = sorted(set(hours) - set(in_month["datetime_utc"].to_list()))
+        hours = pl.datetime_range(start, due, "1h", closed="left", eager=True).to_list()
+        missing = sorted(set(hours) - set(in_month["datetime_utc"].to_list()))
+        expected = expected_hours(month) if due == end else len(hours)
+        if missing or (due == end and got != expected):
             shown = ", ".join(f"{h:%Y-%m-%d %H:%M}" for h in missing[:12])
             more = f" (+{len(missing) - 12} more)" if len(missing) > 12 else ""
             gaps = f", missing UTC {shown}{more}" if missing else ""
-            wrong.append(f"{month:%Y-%m}: {got}/{expected_hours(month)}{gaps}")
+            wrong.append(f"{month:%Y-%m}: {got}/{expected}{gaps}")
     return dg.AssetCheckResult(
         passed=not wrong,
         metadata={"months_checked": len(months), "incomplete": ", ".join(wrong) or "none"},

@@ -1,14 +1,18 @@
 """The ESIOS partitions: Spanish local months (Europe/Madrid) from January 2017, the brief's start.
 
 Spain publishes the forecast in local time, so a month is its local hours: 743 in March,
-745 in October.
+745 in October. The month in progress is a partition too (``end_offset=1``): the forecast is
+day-ahead, so its hours up to tomorrow are published, and it is refreshed daily
+(``esios_assets.automation``).
 """
 
 from datetime import date, timedelta
 
 import dagster as dg
 
-MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2017-01-01", timezone="Europe/Madrid")
+MONTHLY = dg.MonthlyPartitionsDefinition(
+    start_date="2017-01-01", timezone="Europe/Madrid", end_offset=1
+)
 
 
 def months_of(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> list[date]:

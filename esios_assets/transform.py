@@ -9,7 +9,7 @@ unique and months can be cut exactly.
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,7 @@ __all__ = [
     "export_frame",
     "month_bounds_local",
     "month_bounds_utc",
+    "published_end_utc",
     "sql_month_rows",
     "within_month",
 ]
@@ -163,6 +164,16 @@ def month_bounds_utc(month_start: date) -> tuple[datetime, datetime]:
         return local.astimezone(UTC).replace(tzinfo=None)
 
     return utc_midnight(first), utc_midnight(_next_month(first))
+
+
+def published_end_utc(month_start: date, now: datetime) -> datetime:
+    """Naive UTC end of the month's hours that must be published by aware ``now``: the month's
+    end once it is over; for the month in progress, the end of today in Spain (today's
+    forecast was published yesterday; tomorrow's may or may not be out yet)."""
+    start, end = month_bounds_utc(month_start)
+    tomorrow = now.astimezone(MADRID).date() + timedelta(days=1)
+    today_end = datetime.combine(tomorrow, time(), tzinfo=MADRID).astimezone(UTC)
+    return max(start, min(end, today_end.replace(tzinfo=None)))
 
 
 def expected_hours(month_start: date) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
@@ -15,7 +15,9 @@ from esios_assets.transform import (
     demand_forecast_frame,
     expected_hours,
     export_frame,
+    month_bounds_local,
     month_bounds_utc,
+    published_end_utc,
 )
 from resources.source import SourceConfig
 
@@ -175,3 +177,16 @@ def with_value(**changes) -> dict:
 def test_bad_payloads_raise_a_clear_value_error(payload, message):
     with pytest.raises(ValueError, match=message):
         demand_forecast_frame(payload)
+
+
+def test_published_end_of_the_month_in_progress_is_the_end_of_today_in_spain():
+    december = date(2026, 12, 1)
+    # 23:30 UTC on 5 December is 00:30 on the 6th in Madrid: the 6th must be out.
+    late = datetime(2026, 12, 5, 23, 30, tzinfo=UTC)
+    assert published_end_utc(december, late) == datetime(2026, 12, 6, 23)
+    # Over: the whole month; the last day: the month's end, not beyond it.
+    assert published_end_utc(date(2026, 11, 1), late) == month_bounds_utc(date(2026, 11, 1))[1]
+    last_day = datetime(2026, 12, 31, 12, tzinfo=UTC)
+    assert published_end_utc(december, last_day) == month_bounds_utc(december)[1]
+    # Local wall-time window of October 2017: both 02:00 hours of the 29th inside it.
+    assert month_bounds_local(date(2017, 10, 1)) == (datetime(2017, 10, 1), datetime(2017, 11, 1))
