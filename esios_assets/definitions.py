@@ -1,5 +1,6 @@
 """The ESIOS domain's ``dg.Definitions``: its assets and checks (resources come from the root
-``definitions.py``; it has no job or sensor: its months are backfilled from the UI or the CLI).
+``definitions.py``; it has no job or sensor: past months are backfilled from the UI or the CLI,
+and the month in progress is refreshed daily by the assets' automation conditions).
 """
 
 import dagster as dg

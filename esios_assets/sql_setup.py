@@ -5,7 +5,9 @@
 Targets ``SQL_DATABASE_URL`` when set, else the local SQLite file
 ``{DATA_DIR}/esios/demand_forecast.sqlite`` (``DATA_DIR`` defaults to ``data``). Idempotent: an
 existing table is left as it is. The same SQLAlchemy definition compiles for SQLite,
-PostgreSQL and SQL Server.
+PostgreSQL and SQL Server. The load does not need this table: one made by hand with only the
+brief's five columns (wall times as text or DATETIME) works too; ``datetime_utc`` is an
+addition it fills and uses when present.
 """
 
 from __future__ import annotations
