@@ -294,6 +294,14 @@ def test_once_without_a_log_says_so(platform_env):
     assert "is not reachable: nothing fetched" in done.stderr
 
 
+def live_three_shards(monkeypatch) -> None:
+    """Live mode keeps the station polls' share and one free call of each key: one station and
+    four calls a minute leave two coordinates a key, the three shards of ``stream_env``."""
+    monkeypatch.setenv("SOURCE_MODE", "live")
+    monkeypatch.setenv("OBSERVATION_STATIONS", "office")
+    monkeypatch.setenv("OPENWEATHERMAP_CALLS_PER_MINUTE", "4")
+
+
 def test_a_rejected_key_stops_the_producer_and_frees_its_shards(
     stream_env, httpserver, monkeypatch
 ):
@@ -301,7 +309,7 @@ def test_a_rejected_key_stops_the_producer_and_frees_its_shards(
         {"cod": 401, "message": "Invalid API key. Please see https://openweathermap.org/faq"},
         status=401,
     )
-    monkeypatch.setenv("SOURCE_MODE", "live")
+    live_three_shards(monkeypatch)
     monkeypatch.setenv("OPENWEATHERMAP_API_KEYS", "k-secret-1,k-secret-2,k-secret-3")
     monkeypatch.setenv("OPENWEATHERMAP_BASE_URL", httpserver.url_for("/").rstrip("/"))
     done = run_once("--id", "badkey")
@@ -314,11 +322,22 @@ def test_a_rejected_key_stops_the_producer_and_frees_its_shards(
 
 
 def test_missing_live_keys_stop_before_starting(stream_env, monkeypatch):
-    monkeypatch.setenv("SOURCE_MODE", "live")
+    live_three_shards(monkeypatch)
     monkeypatch.setenv("OPENWEATHERMAP_API_KEY", "only-one")
     done = run_once("--id", "short")
     assert done.returncode == 2
-    assert "3 shards" in done.stderr and "need 3 API keys but 1 configured" in done.stderr
+    assert "3 shards of up to 2 coordinates need 3 API keys but 1 configured" in done.stderr
+    assert "also pay for the station polls, 1 a minute" in done.stderr
+
+
+def test_station_polls_that_leave_no_rain_calls_stop_before_starting(stream_env, monkeypatch):
+    monkeypatch.setenv("SOURCE_MODE", "live")
+    monkeypatch.setenv("OPENWEATHERMAP_API_KEY", "only-one")  # 2 a minute, 5 stations polled
+    done = run_once("--id", "crowded")
+    assert done.returncode == 2
+    assert "no rain calls fit in a key: OPENWEATHERMAP_CALLS_PER_MINUTE=2 less 5 station polls" in (
+        done.stderr
+    )
 
 
 # --- API faults -----------------------------------------------------------------------------------
