@@ -31,9 +31,9 @@ SECRET_FIELD = re.compile(r"key|token|password|secret|credential|(^|_)db_url$|^u
 # The secret fields each resource is known to have: the test fails if one is not found.
 RESOURCES = {
     EsiosResource: {"api_token"},
-    OpenWeatherMapResource: {"api_key", "api_keys"},
-    StationFeed: {"api_key"},
-    NasaImagesResource: {"api_key"},
+    OpenWeatherMapResource: {"api_key", "api_keys", "rate_limit_db_url"},
+    StationFeed: {"api_key", "api_keys", "rate_limit_db_url"},
+    NasaImagesResource: {"api_key", "rate_limit_db_url"},
     SqlDatabase: {"url", "password"},
     ObjectStore: set(),
     CoordinateRegistry: set(),
