@@ -8,7 +8,9 @@ Phases, timed separately (best of --repeat):
   transform+write  rows -> polars frame -> next-hour totals -> both tables written to DuckDB the
                    way the IO manager does (delete partition + insert, one transaction)
   archive          raw payloads -> gzipped JSON lines in the object store (optional in the asset)
-Then the whole minute once more through ``dg.materialize`` (Dagster, IO manager, checks).
+Then the whole minute once more through ``dg.materialize`` (Dagster, IO manager, checks),
+with each step's seconds and how long the run held the single ``duckdb`` pool slot (the sum of
+its pooled steps: what every other warehouse writer waits for).
 Target (issue #2): transform+write <= 5 s on the 2-core machine.
 """
 
@@ -125,12 +127,18 @@ def main() -> None:
     )
     print(f"best archive:         {best['archive']:.2f} s")
     conn.close()
-    print(
-        f"full minute via dg.materialize: {_materialize_once(work, locations_file, minute, args):.2f} s"
-    )
+    elapsed, steps = _materialize_once(work, locations_file, minute, args)
+    print(f"full minute via dg.materialize: {elapsed:.2f} s")
+    for step, (pool, seconds) in steps.items():
+        print(f"  step {step:<76} {seconds:6.2f} s  pool: {pool or '-'}")
+    held = sum(seconds for pool, seconds in steps.values() if pool)
+    print(f"  duckdb pool slot held: {held:.2f} s of {sum(s for _, s in steps.values()):.2f} s")
 
 
-def _materialize_once(work: Path, locations_file: Path, minute: datetime, args) -> float:
+def _materialize_once(
+    work: Path, locations_file: Path, minute: datetime, args
+) -> tuple[float, dict[str, tuple[str | None, float]]]:
+    """Wall seconds of the run, and per step its pool and seconds (start to success)."""
     import dagster as dg
     from dagster_duckdb import DuckDBResource
 
@@ -164,13 +172,32 @@ def _materialize_once(work: Path, locations_file: Path, minute: datetime, args) 
                 partition_key=minute.strftime(MINUTE_FORMAT),
             )
             elapsed = time.perf_counter() - t0
+            steps = _step_seconds(instance, result.run_id)
     finally:
         if previous is None:
             os.environ.pop("NATS_URL", None)
         else:
             os.environ["NATS_URL"] = previous
     assert result.success
-    return elapsed
+    return elapsed, steps
+
+
+def _step_seconds(instance, run_id: str) -> dict[str, tuple[str | None, float]]:
+    import dagster as dg
+
+    run = instance.get_run_by_id(run_id)
+    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    pools = {step.key: step.pool for step in plan.steps}
+    started: dict[str, float] = {}
+    steps: dict[str, tuple[str | None, float]] = {}
+    for entry in instance.all_logs(run_id):
+        kind = entry.dagster_event.event_type if entry.dagster_event else None
+        if kind == dg.DagsterEventType.STEP_START:
+            started[entry.step_key] = entry.timestamp
+        elif kind == dg.DagsterEventType.STEP_SUCCESS and entry.step_key in started:
+            seconds = entry.timestamp - started.pop(entry.step_key)
+            steps[entry.step_key] = (pools.get(entry.step_key), seconds)
+    return steps
 
 
 def _cores() -> int:

@@ -7,18 +7,27 @@ the full size (60 minutes, 24 months) is benchmarks/concurrency.py.
 
 from __future__ import annotations
 
+import sys
 import tempfile
-from datetime import date
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from esios_assets.transform import expected_hours
 from tests.hardening import queue_harness as harness
+from weather_assets.partitions import MINUTE_FORMAT
+from weather_assets.rain.assets import RAIN_ASSETS
+from weather_assets.rain.checks import RAIN_CHECKS
 
-# Each minute is a run of six steps, each a new process that holds the duckdb pool slot while
-# it starts (~3 s on two idle cores): two minutes and one month (9 steps) keep the test near
-# two and a half minutes. Both rain runs start together (see run_concurrent_backfills).
+# Each minute is a run of eight steps, each a new process (~3 s to start on two idle cores); six
+# write or read the warehouse and hold the duckdb pool slot, the minute's loading and the lag
+# check (network I/O) do not. Two minutes and one month (11 steps) keep the test near three
+# minutes. Both rain runs start together (see run_concurrent_backfills).
 MINUTES = 2
 MONTHS = 1
 TIMEOUT_S = 900
@@ -64,9 +73,19 @@ def test_steps_ran_on_the_multiprocess_executor_each_in_its_own_process(outcome)
         assert run.step_processes == run.steps
 
 
-def test_the_duckdb_pool_serialized_every_step(outcome):
-    assert all(r.steps_outside_pool == 0 for r in outcome.runs)
-    assert len(outcome.pool_intervals) == sum(r.steps for r in outcome.runs)
+# The steps of a minute run that do network I/O and touch no table: never in the pool.
+RAIN_STEPS_OUTSIDE_POOL = 2  # rain_forecasts.load_rain_minutes, rain_forecasts_rain_stream_lag
+
+
+def test_the_duckdb_pool_serialized_every_writer_step(outcome):
+    for run in outcome.rain_runs:
+        assert run.steps_outside_pool == RAIN_STEPS_OUTSIDE_POOL, run.run_id
+        pooled = {label.split(":", 1)[1] for label in (i[2] for i in run.pool_intervals)}
+        assert {"rain_forecasts.write_rain_forecasts", "rolling_precipitation_sum"} <= pooled
+        assert "rain_forecasts.load_rain_minutes" not in pooled
+        assert "rain_forecasts_rain_stream_lag" not in pooled
+    assert all(r.steps_outside_pool == 0 for r in outcome.esios_runs)
+    assert len(outcome.pool_intervals) == sum(r.steps - r.steps_outside_pool for r in outcome.runs)
     assert harness.overlapping_steps(outcome.pool_intervals) == []
 
 
@@ -94,3 +113,104 @@ def test_esios_months_are_all_there_once(outcome):
 
 def test_no_process_outlives_the_platform(outcome):
     assert outcome.leftover_processes == []
+
+
+# --- no network I/O while a rain step holds the pool (in-process, real log) -------------------
+
+_connects: list[tuple[float, object]] | None = None
+_audit_installed = False
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _connects is not None and event == "socket.connect":
+        _connects.append((time.time(), args[1]))
+
+
+@contextmanager
+def socket_connects() -> Iterator[list[tuple[float, object]]]:
+    """Every ``socket.connect`` of this process while inside (Python's audit event: the NATS
+    client's asyncio connections and ``requests``/``boto3`` sockets all raise it)."""
+    global _connects, _audit_installed
+    if not _audit_installed:  # an audit hook cannot be removed: install it once, switch it
+        sys.addaudithook(_audit)
+        _audit_installed = True
+    _connects = []
+    try:
+        yield _connects
+    finally:
+        _connects = None
+
+
+def step_intervals(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple]:
+    """``step key -> (pool, started, finished)`` from the run's plan and event log."""
+    run = instance.get_run_by_id(run_id)
+    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    pools = {step.key: step.pool for step in plan.steps}
+    started: dict[str, float] = {}
+    steps = {}
+    for entry in instance.all_logs(run_id):
+        kind = entry.dagster_event.event_type if entry.dagster_event else None
+        if kind == dg.DagsterEventType.STEP_START:
+            started[entry.step_key] = entry.timestamp
+        elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            steps[entry.step_key] = (
+                pools[entry.step_key],
+                started[entry.step_key],
+                entry.timestamp,
+            )
+    return steps
+
+
+def test_pooled_rain_steps_open_no_network_connection(nats_server, platform_resources, instance):
+    """With the log reachable, the minute's loading and the lag check connect to it, outside
+    the pool; the steps that hold the duckdb slot open no connection at all."""
+    key = (datetime.now(UTC) - timedelta(minutes=2)).strftime(MINUTE_FORMAT)
+    with socket_connects() as connects:
+        result = dg.materialize(
+            [*RAIN_ASSETS, *RAIN_CHECKS],
+            resources=platform_resources,
+            instance=instance,
+            partition_key=key,
+        )
+    assert result.success
+    steps = step_intervals(instance, result.run_id)
+    pooled = {k for k, (pool, _, _) in steps.items() if pool == harness.DUCKDB_POOL}
+    assert pooled == {
+        "rain_forecasts.write_rain_forecasts",
+        "rain_forecasts_rain_forecasts_unique_per_minute",
+        "rain_forecasts_rain_forecasts_rates_non_negative",
+        "rain_forecasts_rain_forecasts_nowcast_coverage",
+        "rolling_precipitation_sum",
+        "rolling_precipitation_sum_rolling_precipitation_sum_one_row_per_coordinate",
+    }
+    assert set(steps) - pooled == {
+        "rain_forecasts.load_rain_minutes",
+        "rain_forecasts_rain_stream_lag",
+    }
+
+    def inside(step: str) -> list[object]:
+        _, start, end = steps[step]
+        return [address for t, address in connects if start <= t <= end]
+
+    assert inside("rain_forecasts.load_rain_minutes"), "the log was never reached: vacuous"
+    assert {step: inside(step) for step in sorted(pooled)} == {step: [] for step in sorted(pooled)}
+
+
+# --- NASA: the API calls and downloads outside the pool, the warehouse writers in it ----------
+
+
+def test_nasa_fetch_steps_are_outside_the_duckdb_pool_and_writers_inside():
+    """Paging through the NASA API (minutes under its hourly limit) and downloading images
+    must not hold the one ``duckdb`` slot; the steps that write or check the table do."""
+    from nasa_assets.assets import NASA_ASSETS
+    from nasa_assets.checks import NASA_CHECKS
+
+    pools = {a.key.to_user_string(): a.op.pool for a in NASA_ASSETS}
+    pools |= {key.name: c.node_def.pool for c in NASA_CHECKS for key in c.check_keys}
+    assert pools == {
+        "nasa_search_results": None,  # the API search, staged in the object store
+        "nasa_image_search": harness.DUCKDB_POOL,  # the staged rows into the warehouse
+        "nasa_images": "spark",  # downloads; reads the table read-only
+        "nasa_search_ids_unique": harness.DUCKDB_POOL,
+        "nasa_images_stored": None,  # lists the object store; reads the table read-only
+    }

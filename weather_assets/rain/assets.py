@@ -3,7 +3,9 @@ totals (checks in ``checks``, jobs and schedules in ``jobs``).
 
 A minute's rows come from the stream (``loading``: the processor's output, else the log, else
 fetched on demand through the producer code path), so a minute is the same whether the stream
-ran (``make run``) or a user materializes it from the CLI alone.
+ran (``make run``) or a user materializes it from the CLI alone. ``rain_forecasts`` is a graph
+of two steps so that this network I/O runs outside the single ``duckdb`` pool slot: the loading
+step stages the minutes (``staging``), the pooled writer only writes them.
 """
 
 import functools
@@ -23,6 +25,7 @@ from resources.settings import load_settings
 from resources.warehouse import DUCKDB_POOL
 from weather_assets.locations import CoordinateRegistry
 from weather_assets.partitions import MINUTE_FORMAT, RAIN_PARTITIONS, window_starts
+from weather_assets.rain import staging
 from weather_assets.rain.client import OpenWeatherMapResource
 from weather_assets.rain.loading import RAW_PAYLOAD_PREFIX as RAW_PAYLOAD_PREFIX
 from weather_assets.rain.loading import (
@@ -47,6 +50,7 @@ from weather_assets.rain.transforms import (
 )
 
 OFFICE_LOCATION_ID = "office"
+RAIN_FORECASTS_KEY = dg.AssetKey("rain_forecasts")
 
 _COORD_COLUMNS = [
     ("location_id", "VARCHAR", "Registry id (locations.csv)."),
@@ -86,8 +90,8 @@ _NEXT_HOUR_COLUMNS = [
 ]
 
 
-# Both assets: DuckDB tables of minute partitions, written in the duckdb pool; a range of
-# minutes is one run.
+# DuckDB tables of minute partitions, written in the duckdb pool; a range of minutes is one
+# run (rain_forecasts, a graph of a loading and a writing step, is declared alike below).
 minute_table = functools.partial(
     dg.asset,
     group_name="weather",
@@ -147,26 +151,18 @@ def _failure_text(summary: MinuteSummary) -> str:
     return "; ".join(listed[:5])
 
 
-@minute_table(
-    metadata=warehouse_table("weather", *_FORECAST_COLUMNS, partition_expr="fetched_minute"),
-)
-def rain_forecasts(
-    context: dg.AssetExecutionContext,
+@dg.op(out=dg.Out(dg.Nothing))
+def load_rain_minutes(
+    context: dg.OpExecutionContext,
     config: RainFetchConfig,
     openweathermap: OpenWeatherMapResource,
     coordinates: CoordinateRegistry,
     object_store: ObjectStore,
-) -> pl.DataFrame:
-    """The One Call 3.0 minutely nowcast of every registered coordinate, for the minute.
-
-    Loaded from the stream (the processor's minute files, else the log's messages of the
-    minute), or fetched on demand through the producers' code path when the stream does not
-    hold the minute (live mode: only the minute in progress; simulated: any minute). One row
-    per coordinate per forecast minute (61 from the minute after the call, as the real API
-    answers). A coordinate without a nowcast (an error record, or no message at all because
-    its shard's producer was down) keeps a single row with null forecast_at, counted in the
-    metadata, so it is never silently dropped.
-    """
+) -> None:
+    """Gathers the run's minutes (``loading.MinuteLoader``: processor output, log, on-demand
+    fetch), archives their raw payloads and stages rows and metadata for
+    ``write_rain_forecasts``. Outside the duckdb pool: all of it is network I/O (the API, the
+    log, the object store), which must not hold the slot every warehouse writer waits for."""
     settings = load_settings()
     locations = coordinates.load()
     shards = coordinates.shards(openweathermap.shard_size())
@@ -288,20 +284,92 @@ def rain_forecasts(
     else:
         lag = stream_lag(
             status,
-            newest_loaded_minute(context.instance, context.asset_key, minutes[-1]),
+            newest_loaded_minute(context.instance, RAIN_FORECASTS_KEY, minutes[-1]),
             clock.utcnow(),
         )
         metadata["log"] = "reachable"
         now = clock.utcnow().timestamp()
         alive = [h for h in status.producers if is_alive(h, now, LEASE_TTL_S)]
         metadata["producers_alive"] = len(alive)
-        metadata["producers"] = dg.MetadataValue.md(
-            producers_markdown(status.producers, now, LEASE_TTL_S)
-        )
+        metadata["producers"] = producers_markdown(status.producers, now, LEASE_TTL_S)
         metadata["lag_messages"] = lag.messages_behind
         metadata["lag_minutes"] = len(lag.minutes_not_loaded)
-    context.add_output_metadata(metadata)
-    return forecasts
+    window = context.partition_time_window
+    uri = staging.stage(
+        object_store,
+        root_run_id(context.run),
+        (window.start, window.end),
+        forecasts,
+        metadata,
+        markdown=("producers",),
+    )
+    context.log.info(f"staged {forecasts.height} rows for the writer at {uri}")
+
+
+@dg.op(ins={"staged": dg.In(dg.Nothing)}, pool=DUCKDB_POOL)
+def write_rain_forecasts(context: dg.OpExecutionContext, object_store: ObjectStore) -> pl.DataFrame:
+    """Reads what ``load_rain_minutes`` staged and hands it to the warehouse IO manager: the
+    only part of ``rain_forecasts`` that holds the duckdb pool slot."""
+    window = context.partition_time_window
+    try:
+        staged = staging.read_staged(
+            object_store, root_run_id(context.run), (window.start, window.end)
+        )
+    except staging.StagedMinutesMissing as exc:
+        raise dg.Failure(str(exc)) from None
+    context.add_output_metadata(
+        {
+            key: dg.MetadataValue.md(value) if key in staged.markdown else value
+            for key, value in staged.metadata.items()
+        }
+    )
+    return staged.forecasts
+
+
+@dg.success_hook(required_resource_keys={"object_store"})
+def drop_staged_minutes(context: dg.HookContext) -> None:
+    """Deletes the run's staged minutes once they are written (Dagster runs success hooks after
+    the step's pool slot is freed); a failed write keeps them for a re-execution."""
+    run = context.instance.get_run_by_id(context.run_id)
+    store: ObjectStore = context.resources.object_store
+    deleted = store.delete(staging.staged_keys_of_run(store, root_run_id(run)))
+    context.log.info(f"deleted {deleted} staged objects")
+
+
+def root_run_id(run: dg.DagsterRun) -> str:
+    """The run a re-execution descends from: what both steps key the staged minutes by."""
+    return run.root_run_id or run.run_id
+
+
+@dg.config_mapping
+def _fetch_config(config: RainFetchConfig) -> dict:
+    # Run config keeps its shape: ops: {rain_forecasts: {config: {...}}}.
+    return {"load_rain_minutes": {"config": config.model_dump()}}
+
+
+@dg.graph_asset(
+    group_name="weather",
+    kinds={"python", "polars", "duckdb"},
+    partitions_def=RAIN_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    metadata=warehouse_table("weather", *_FORECAST_COLUMNS, partition_expr="fetched_minute"),
+    config=_fetch_config,
+)
+def rain_forecasts():
+    """The One Call 3.0 minutely nowcast of every registered coordinate, for the minute.
+
+    Loaded from the stream (the processor's minute files, else the log's messages of the
+    minute), or fetched on demand through the producers' code path when the stream does not
+    hold the minute (live mode: only the minute in progress; simulated: any minute). One row
+    per coordinate per forecast minute (61 from the minute after the call, as the real API
+    answers). A coordinate without a nowcast (an error record, or no message at all because
+    its shard's producer was down) keeps a single row with null forecast_at, counted in the
+    metadata, so it is never silently dropped.
+
+    Two steps: ``load_rain_minutes`` (all the network I/O, outside the duckdb pool) stages the
+    minutes in the object store; ``write_rain_forecasts`` (in the pool) writes them.
+    """
+    return write_rain_forecasts.with_hooks({drop_staged_minutes})(load_rain_minutes())
 
 
 @minute_table(

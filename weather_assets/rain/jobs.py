@@ -10,7 +10,7 @@ rain_minute_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*RAIN_ASSETS),
     executor_def=dg.in_process_executor,
     description="One minute of the nowcast stream: load it (the processor's output, the log, or "
-    "fetched on demand), then the next-hour totals.",
+    "fetched on demand; outside the duckdb pool), write it, then the next-hour totals.",
 )
 
 

@@ -4,8 +4,8 @@ A year of minutes for 60 coordinates is ~32M raw forecast rows; the per-coordina
 what users read, so raw rows are kept for ``RAIN_RAW_RETENTION_HOURS`` and totals for as long as
 their minute partitions exist (``RAIN_PARTITION_DAYS``).
 
-The stream processor's per-minute files and dead letters (``minute_store``) go by the same raw
-retention. The log bounds itself (``RAIN_STREAM_MAX_AGE_HOURS``), the real-time view holds one
+The stream processor's per-minute files and dead letters (``minute_store``), and minutes that
+runs which failed before writing left staged (``staging``), go by the same raw retention. The log bounds itself (``RAIN_STREAM_MAX_AGE_HOURS``), the real-time view holds one
 key per coordinate, and Spark's checkpoint is Spark's own (it keeps a bounded number of batches).
 """
 
@@ -21,6 +21,7 @@ from resources import clock
 from resources.object_store import ObjectStore
 from resources.settings import load_settings
 from resources.warehouse import DUCKDB_POOL, table_exists
+from weather_assets.rain import staging
 from weather_assets.rain.assets import RAW_PAYLOAD_PREFIX
 from weather_assets.rain.stream import minute_store
 
@@ -78,8 +79,8 @@ def compact_rain_history(
     warehouse: DuckDBResource,
     object_store: ObjectStore,
 ) -> None:
-    """Delete expired rain rows, raw payload objects and the stream processor's minute files
-    and dead letters; report what went."""
+    """Delete expired rain rows, raw payload objects, the stream processor's minute files and
+    dead letters, and minutes failed runs left staged; report what went."""
     settings = load_settings()
     raw_hours = (
         settings.rain_raw_retention_hours
@@ -112,10 +113,13 @@ def compact_rain_history(
     objects = object_store.delete(expired)
     # The processor's minute files and dead letters, by day folder too.
     stream_files = object_store.delete(minute_store.expired_keys(object_store, raw_cutoff))
+    # What runs that failed between loading and writing a minute left staged, by day folder.
+    staged = object_store.delete(staging.expired_staging_keys(object_store, raw_cutoff))
     context.log.info(
         f"deleted {raw_rows} raw forecast rows before {raw_cutoff:%Y-%m-%d %H:%M}, "
         f"{total_rows} next-hour totals before {totals_cutoff:%Y-%m-%d %H:%M}, "
-        f"{objects} raw payload objects, {stream_files} stream processor files"
+        f"{objects} raw payload objects, {stream_files} stream processor files, "
+        f"{staged} staged objects"
     )
     context.add_output_metadata(
         {
@@ -123,5 +127,6 @@ def compact_rain_history(
             "totals_deleted": total_rows,
             "objects_deleted": objects,
             "stream_files_deleted": stream_files,
+            "staged_objects_deleted": staged,
         }
     )

@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import duckdb
+import polars as pl
 import pytest
 
 from tests.hardening.bad_input_helpers import failure_text
 from weather_assets.partitions import MINUTE_FORMAT
+from weather_assets.rain import staging
 from weather_assets.rain.assets import RAIN_ASSETS, rolling_precipitation_sum
 from weather_assets.rain.checks import RAIN_CHECKS
 from weather_assets.rain.jobs import rain_retention_job
@@ -49,6 +51,11 @@ def test_old_raw_rows_and_payloads_go_recent_ones_stay(platform_resources, insta
     processor_files(store, now - timedelta(minutes=5))
     stream_files = store.list_keys(store.key(minute_store.STREAM_PREFIX))
     assert len(stream_files) == 4
+    # What failed runs left staged between their loading and writing steps.
+    assert store.list_keys(store.key(staging.STAGING_PREFIX)) == [], "written runs leave none"
+    for minute, run_id in ((now - timedelta(days=3), "old-run"), (now, "recent-run")):
+        window = (minute, minute + timedelta(minutes=1))
+        staging.stage(store, run_id, window, pl.DataFrame({"a": [1]}), {})
 
     job = dg.Definitions(jobs=[rain_retention_job], resources=platform_resources).resolve_job_def(
         "rain_retention_job"
@@ -79,6 +86,10 @@ def test_old_raw_rows_and_payloads_go_recent_ones_stay(platform_resources, insta
     kept = store.list_keys(store.key(minute_store.STREAM_PREFIX))
     assert sorted(kept) == sorted(k for k in stream_files if recent[:10] in k)
     assert len(kept) == 2, "the recent minute file and its dead letters stay"
+    assert [k.split("/")[-2] for k in store.list_keys(store.key(staging.STAGING_PREFIX))] == [
+        "recent-run",
+        "recent-run",
+    ]
 
 
 def run_retention(resources, instance, **config) -> dg.ExecuteInProcessResult:
