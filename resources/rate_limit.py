@@ -2,7 +2,9 @@
 
 The public APIs we call (OpenWeatherMap, ESIOS, NASA) enforce per-key quotas. Throttling
 ourselves is cheaper than burning retries on HTTP 429s, and one bucket can be shared by every
-thread that uses the same key.
+thread that uses the same key. These buckets count one process's calls: live mode shares each
+key's budget between processes through ``resources.api_budget`` (same ``RateLimiter`` contract);
+these stay for simulated mode, tests and explicit use.
 """
 
 from __future__ import annotations
