@@ -53,7 +53,7 @@ def main() -> None:
     from dagster_pyspark import LazyPySparkResource
 
     from definitions import build_resources
-    from nasa_assets.assets import nasa_image_search, nasa_images
+    from nasa_assets.assets import nasa_image_search, nasa_images, nasa_search_results
     from nasa_assets.client import NasaImagesResource
     from resources.object_store import ObjectStore
     from resources.settings import load_settings
@@ -84,7 +84,7 @@ def main() -> None:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("nasa_queries", [query])
         searched = dg.materialize(
-            [nasa_image_search],
+            [nasa_search_results, nasa_image_search],
             partition_key=query,
             resources={**base, "nasa_library": library(0)},
             instance=instance,

@@ -1,11 +1,19 @@
-"""Dagster wiring of the NASA Image Library group: search -> warehouse table -> images in S3.
+"""Dagster wiring of the NASA Image Library group: search -> staged results -> warehouse table
+-> images in S3.
 
-One dynamic partition per search query (``nasa_queries``). ``nasa_image_search`` pages through
-the API (de-duplicated, optionally sampled) into ``nasa.nasa_image_search``; ``nasa_images``
-fans the downloads out over Spark tasks into ``{S3_PREFIX}/nasa/{query}/images/`` and
-``.../metadata/`` of the object store, skipping what is already there.
+One dynamic partition per search query (``nasa_queries``). ``nasa_search_results`` pages
+through the API (de-duplicated, optionally sampled) and stages the rows as
+``{S3_PREFIX}/nasa/{query}/search_results.parquet``; ``nasa_image_search`` writes them into
+``nasa.nasa_image_search``; ``nasa_images`` reads that table read-only and fans the downloads
+out over Spark tasks into ``.../images/`` and ``.../metadata/`` of the object store, skipping
+what is already there.
+
+Only ``nasa_image_search`` holds the ``duckdb`` pool's one slot, and it does no API call: the
+paging (minutes under the hourly rate limit, retries with backoff) and the downloads run
+outside the pool, so they never stop the other warehouse writers.
 """
 
+import io
 import json
 import time
 from collections import Counter
@@ -25,16 +33,17 @@ from nasa_assets.download import (
     download_partition,
     summarize,
 )
-from nasa_assets.keys import query_folder, safe_key_component, stored_ids
+from nasa_assets.keys import query_folder, safe_key_component, search_results_key, stored_ids
 from nasa_assets.partitions import NASA_QUERIES
 from nasa_assets.queries import require_normal_query
 from nasa_assets.search import DEFAULT_RENDITION, RENDITIONS, sample, search_frame
 from resources.asset_metadata import column_schema, warehouse_table
+from resources.automation import missing_once
 from resources.http import ApiAuthError
 from resources.object_store import ObjectStore
 from resources.settings import load_settings
 from resources.spark import SPARK_POOL, collect_with_progress
-from resources.warehouse import DUCKDB_POOL, table_exists
+from resources.warehouse import DUCKDB_POOL, read_only_connection, table_exists
 
 GROUP = "nasa"
 SCHEMA = "nasa"
@@ -70,6 +79,19 @@ _IMAGE_METADATA_FIELDS = [
 ]
 
 
+def new_query_once() -> dg.AutomationCondition:
+    """Every stage of a query whose images were never built nor failed, once (one run, search
+    first). Scoped by ``nasa_images`` so that queries built before a new stage existed are not
+    searched again after a deploy; ``missing_once`` makes a failed run wait for a person."""
+    ac = dg.AutomationCondition
+    images_never_tried = ac.asset_matches(
+        "nasa_images", ac.missing() & ~ac.execution_failed() & ~ac.in_progress()
+    )
+    return (
+        missing_once() & images_never_tried & ~ac.any_deps_missing() & ~ac.any_deps_in_progress()
+    ).with_label("new query, once")
+
+
 class NasaSearchConfig(dg.Config):
     sampling_factor: int | None = Field(
         default=None,
@@ -91,20 +113,22 @@ def _query(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
 
 @dg.asset(
     group_name=GROUP,
-    kinds={"python", "polars", "duckdb"},
+    kinds={"python", "polars", "s3"},
     partitions_def=NASA_QUERIES,
-    pool=DUCKDB_POOL,
+    automation_condition=new_query_once(),
     retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
-    metadata=warehouse_table(SCHEMA, *_SEARCH_COLUMNS, partition_expr="query"),
+    metadata=column_schema(*_SEARCH_COLUMNS),
 )
-def nasa_image_search(
+def nasa_search_results(
     context: dg.AssetExecutionContext,
     config: NasaSearchConfig,
     nasa_library: NasaImagesResource,
-    warehouse: DuckDBResource,
-) -> pl.DataFrame:
+    object_store: ObjectStore,
+) -> dg.MaterializeResult:
     """The NASA Image Library's image results for one query: every page up to the API's
-    100-page cap, repeats across pages dropped, optionally sampled (``sampling_factor``)."""
+    100-page cap, repeats across pages dropped, optionally sampled (``sampling_factor``),
+    staged as ``{S3_PREFIX}/nasa/{query}/search_results.parquet`` for ``nasa_image_search``.
+    Not in the ``duckdb`` pool: the API calls must not hold the warehouse writers' slot."""
     query = _query(context)
     factor = config.sampling_factor or load_settings().search_result_sampling_factor
     if factor < 1:
@@ -130,6 +154,62 @@ def nasa_image_search(
         f"({result.duplicates} repeats dropped), {len(kept)} kept with sampling 1/{factor}; "
         f"ended: {result.end}"
     )
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    location = object_store.put_bytes(
+        object_store.key(search_results_key(query)),
+        buffer.getvalue(),
+        "application/vnd.apache.parquet",
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "source": nasa_library.source.mode,
+            "query": query,
+            "location": location,
+            "total_hits": result.total_hits if result.total_hits is not None else -1,
+            "pages": result.pages,
+            "search_ended": result.end,
+            "distinct_results": len(result.rows),
+            "duplicates_dropped": result.duplicates,
+            "items_without_id": len(result.skipped),
+            "sampling_factor": factor,
+            "dagster/row_count": frame.height,
+            "api_requests": requests,
+        }
+    )
+
+
+def staged_search_results(store: ObjectStore, query: str) -> pl.DataFrame:
+    """The rows ``nasa_search_results`` staged for ``query``; a clear failure when none are."""
+    key = store.key(search_results_key(query))
+    if not store.exists(key):
+        raise dg.Failure(
+            f"no search results staged for {query!r} at {store.uri(key)}: materialize "
+            "nasa_search_results for this partition first",
+            allow_retries=False,
+        )
+    return pl.read_parquet(io.BytesIO(store.get_bytes(key)))
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"polars", "duckdb"},
+    partitions_def=NASA_QUERIES,
+    automation_condition=new_query_once(),
+    pool=DUCKDB_POOL,
+    deps=[nasa_search_results],
+    metadata=warehouse_table(SCHEMA, *_SEARCH_COLUMNS, partition_expr="query"),
+)
+def nasa_image_search(
+    context: dg.AssetExecutionContext,
+    nasa_library: NasaImagesResource,
+    object_store: ObjectStore,
+    warehouse: DuckDBResource,
+) -> pl.DataFrame:
+    """The query's search results (``nasa_search_results``) as rows of the warehouse table:
+    the step that holds the ``duckdb`` pool slot only reads the staged file and writes."""
+    query = _query(context)
+    frame = staged_search_results(object_store, query)
     if frame.is_empty():
         # The IO manager skips empty frames, which would leave this query's old rows behind.
         with warehouse.get_connection() as conn:
@@ -139,17 +219,9 @@ def nasa_image_search(
         {
             "source": nasa_library.source.mode,
             "query": query,
-            "total_hits": result.total_hits if result.total_hits is not None else -1,
-            "pages": result.pages,
-            "search_ended": result.end,
-            "distinct_results": len(result.rows),
-            "duplicates_dropped": result.duplicates,
-            "items_without_id": len(result.skipped),
-            "sampling_factor": factor,
             "dagster/row_count": frame.height,
             "without_description": frame["description"].null_count(),
             "without_preview": frame["image_href"].null_count(),
-            "api_requests": requests,
         }
     )
     return frame
@@ -329,17 +401,32 @@ def _fail_above_failure_share(
         )
 
 
+def search_rows(warehouse: DuckDBResource, query: str) -> pl.DataFrame:
+    """The query's rows of ``nasa.nasa_image_search``, in search order, read on a read-only
+    connection (retried while a writer holds the file): reading takes no writer's lock."""
+    with read_only_connection(warehouse.database) as conn:
+        if not table_exists(conn, SCHEMA, "nasa_image_search"):
+            raise dg.Failure(
+                f"{SCHEMA}.nasa_image_search does not exist: materialize nasa_image_search first"
+            )
+        return conn.execute(
+            f"select * from {SCHEMA}.nasa_image_search where query = ? order by rank", [query]
+        ).pl()
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"pyspark", "s3"},
     partitions_def=NASA_QUERIES,
+    automation_condition=new_query_once(),
     pool=SPARK_POOL,
+    deps=[nasa_image_search],
     metadata=column_schema(*_IMAGE_METADATA_FIELDS),
 )
 def nasa_images(
     context: dg.AssetExecutionContext,
     config: NasaImagesConfig,
-    nasa_image_search: pl.DataFrame,
+    warehouse: DuckDBResource,
     pyspark: LazyPySparkResource,
     nasa_library: NasaImagesResource,
     object_store: ObjectStore,
@@ -355,7 +442,7 @@ def nasa_images(
     _check_images_config(config)
     started = time.perf_counter()
     folder = object_store.key(query_folder(query))
-    plan = _plan_downloads(context, query, nasa_image_search, object_store)
+    plan = _plan_downloads(context, query, search_rows(warehouse, query), object_store)
     outcomes, tasks = _download_on_spark(
         context, config, query, plan.to_download, pyspark, nasa_library, object_store
     )
@@ -381,4 +468,4 @@ def nasa_images(
     return dg.MaterializeResult(metadata=metadata)
 
 
-NASA_ASSETS = [nasa_image_search, nasa_images]
+NASA_ASSETS = [nasa_search_results, nasa_image_search, nasa_images]

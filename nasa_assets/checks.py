@@ -1,5 +1,7 @@
 """Checks of the NASA group: unique, key-safe ids per query, and every listed image stored."""
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
@@ -13,7 +15,7 @@ from nasa_assets.assets import (
 )
 from nasa_assets.keys import safe_key_component
 from resources.object_store import ObjectStore
-from resources.warehouse import DUCKDB_POOL, table_exists
+from resources.warehouse import DUCKDB_POOL, read_only_connection, table_exists
 
 
 def _checked_query(context: dg.AssetCheckExecutionContext) -> str | None:
@@ -21,9 +23,17 @@ def _checked_query(context: dg.AssetCheckExecutionContext) -> str | None:
     return op_context.partition_key if op_context.has_partition_key else None
 
 
-def _search_ids(warehouse: DuckDBResource, query: str | None) -> pl.DataFrame | None:
-    """(query, nasa_id) of one query, or of all when run alone; None before the table exists."""
-    with warehouse.get_connection() as conn:
+def _search_ids(
+    warehouse: DuckDBResource, query: str | None, *, read_only: bool = False
+) -> pl.DataFrame | None:
+    """(query, nasa_id) of one query, or of all when run alone; None before the table exists.
+    ``read_only``: for a check outside the ``duckdb`` pool (no writer's lock taken)."""
+    if read_only and not Path(warehouse.database).exists():
+        return None
+    connection = (
+        read_only_connection(warehouse.database) if read_only else warehouse.get_connection()
+    )
+    with connection as conn:
         if not table_exists(conn, SCHEMA, "nasa_image_search"):
             return None
         return conn.execute(
@@ -59,15 +69,16 @@ def nasa_search_ids_unique(
     )
 
 
-@dg.asset_check(asset=nasa_images, additional_deps=[nasa_image_search], pool=DUCKDB_POOL)
+@dg.asset_check(asset=nasa_images, additional_deps=[nasa_image_search])
 def nasa_images_stored(
     context: dg.AssetCheckExecutionContext,
     object_store: ObjectStore,
     warehouse: DuckDBResource,
 ) -> dg.AssetCheckResult:
     """Every search result of the query has its image and metadata JSON in the store (a
-    warning, not a block: failed items are retried by the next run)."""
-    frame = _search_ids(warehouse, _checked_query(context))
+    warning, not a block: failed items are retried by the next run). It lists the object
+    store, so it reads the table read-only outside the ``duckdb`` pool."""
+    frame = _search_ids(warehouse, _checked_query(context), read_only=True)
     if frame is None:
         return dg.AssetCheckResult(passed=False, metadata={"reason": "table missing"})
     missing: list[str] = []

@@ -46,6 +46,11 @@ def image_key(query: str, nasa_id: str, extension: str) -> str:
     return f"{query_folder(query)}/images/{safe_key_component(nasa_id)}{extension}"
 
 
+def search_results_key(query: str) -> str:
+    """``nasa/{query}/search_results.parquet``: the search staged for the warehouse load."""
+    return f"{query_folder(query)}/search_results.parquet"
+
+
 def metadata_key(query: str, nasa_id: str) -> str:
     """``nasa/{query}/metadata/{nasa_id}.json``: written after the image, so it marks done."""
     return f"{query_folder(query)}/metadata/{safe_key_component(nasa_id)}.json"

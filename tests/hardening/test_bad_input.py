@@ -437,7 +437,7 @@ def test_nasa_ids_that_would_escape_are_stored_inside_the_query_folder(
     assert re.fullmatch(r"etc_passwd-[0-9a-f]{8}", safe_key_component(ESCAPING[0]))
     objects = platform_env / "data" / "objects"
     assert sorted(files(objects)) == sorted(
-        ["dagster/nasa/moon/failures.json"]
+        ["dagster/nasa/moon/failures.json", "dagster/nasa/moon/search_results.parquet"]
         + [f"dagster/nasa/moon/images/{key}.png" for key in keys]
         + [f"dagster/nasa/moon/metadata/{key}.json" for key in keys]
     )

@@ -682,7 +682,7 @@ def test_nasa_key_leaks_nowhere(platform, server, caplog, capfd):
         run_config={"ops": {"nasa_images": {"config": {"tasks": 1}}}},
         raise_on_error=False,
     )
-    search = result.asset_materializations_for_node("nasa_image_search")[0].metadata
+    search = result.asset_materializations_for_node("nasa_search_results")[0].metadata
     assert search["dagster/row_count"].value == 5 and search["api_requests"].value == 3
     assert "1 of 5 downloads failed" in error_text(result, "nasa_images")
     failures = (platform.root / "data/objects/dagster/nasa/moon/failures.json").read_text()
@@ -693,7 +693,7 @@ def test_nasa_key_leaks_nowhere(platform, server, caplog, capfd):
 
     # 2. The key is rejected.
     serve(server, library(server, reject=True))
-    result = execute(platform.instance, "nasa", ["nasa_image_search"], "mars", "reject")
+    result = execute(platform.instance, "nasa", ["nasa_search_results"], "mars", "reject")
     assert not result.success
     rejected = error_text(result)
     assert "NASA_API_KEY was rejected by NASA Image Library (HTTP 403" in rejected

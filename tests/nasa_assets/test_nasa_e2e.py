@@ -4,6 +4,9 @@ S3 served by moto over HTTP, and a live-mode NASA stand-in on a local HTTP serve
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 import zlib
 
 import boto3
@@ -11,6 +14,7 @@ import dagster as dg
 import duckdb
 import pytest
 from dagster_pyspark import LazyPySparkResource
+from werkzeug import Request, Response
 
 from definitions import build_resources
 from nasa_assets.assets import NASA_ASSETS
@@ -23,6 +27,7 @@ from resources.source import SourceConfig
 from tests.weather_assets.conftest import shared_spark_session
 
 MOON_DISTINCT = 238  # the simulator's 240 "moon" hits minus 2 repeats across pages
+SEARCH = ["nasa_search_results", "nasa_image_search"]  # the API call, then the warehouse write
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +84,11 @@ def test_moon_into_s3_over_http_twice(spark, platform_env, instance, moto_server
 
     first = _materialize(resources, instance)
     assert first.success
-    search, images = _meta(first, "nasa_image_search"), _meta(first, "nasa_images")
+    search, images = _meta(first, "nasa_search_results"), _meta(first, "nasa_images")
     assert search["dagster/row_count"] == MOON_DISTINCT and search["duplicates_dropped"] == 2
     assert search["total_hits"] == 240 and search["search_ended"] == "last page"
+    assert search["location"] == f"s3://{s3_bucket}/team/ml/nasa/moon/search_results.parquet"
+    assert _meta(first, "nasa_image_search")["dagster/row_count"] == MOON_DISTINCT
     assert images["downloaded"] == MOON_DISTINCT
     assert images["skipped"] == 0 and images["failed"] == 0
     assert images["location"] == f"s3://{s3_bucket}/team/ml/nasa/moon"
@@ -132,25 +139,25 @@ def test_sampling_factor_comes_from_the_environment_unless_configured(
     the partition replaces its rows rather than adding to them."""
     monkeypatch.setenv("SEARCH_RESULT_SAMPLING_FACTOR", "4")
     resources = build_resources(load_settings())
-    sampled = _materialize(resources, instance, selection=["nasa_image_search"])
+    sampled = _materialize(resources, instance, selection=SEARCH)
     assert sampled.success
     rows = _meta(sampled, "nasa_image_search")["dagster/row_count"]
-    assert _meta(sampled, "nasa_image_search")["sampling_factor"] == 4
+    assert _meta(sampled, "nasa_search_results")["sampling_factor"] == 4
     assert MOON_DISTINCT / 4 * 0.6 < rows < MOON_DISTINCT / 4 * 1.4
 
     full = _materialize(
         resources,
         instance,
-        selection=["nasa_image_search"],
-        run_config={"ops": {"nasa_image_search": {"config": {"sampling_factor": 1}}}},
+        selection=SEARCH,
+        run_config={"ops": {"nasa_search_results": {"config": {"sampling_factor": 1}}}},
     )
     assert _meta(full, "nasa_image_search")["dagster/row_count"] == MOON_DISTINCT
     # An empty result (a factor that keeps nothing) must not leave the old rows behind.
     emptied = _materialize(
         resources,
         instance,
-        selection=["nasa_image_search"],
-        run_config={"ops": {"nasa_image_search": {"config": {"sampling_factor": 10**12}}}},
+        selection=SEARCH,
+        run_config={"ops": {"nasa_search_results": {"config": {"sampling_factor": 10**12}}}},
     )
     assert emptied.success
     with duckdb.connect(str(load_settings().warehouse_path), read_only=True) as conn:
@@ -251,9 +258,7 @@ def test_a_partition_key_not_in_normal_form_fails_and_writes_nothing(
 ):
     """A key added from the UI as ``"moon "`` would search ``moon`` and append a copy of its
     rows on every run (the IO manager deletes ``query = 'moon '``, inserts ``'moon'``)."""
-    result = _materialize(
-        build_resources(load_settings()), instance, key, selection=["nasa_image_search"]
-    )
+    result = _materialize(build_resources(load_settings()), instance, key, selection=SEARCH)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = str(failure.step_failure_data.error)
@@ -269,3 +274,85 @@ def _rows() -> int:
             ).fetchone()[0]
             and conn.execute("select count(*) from nasa.nasa_image_search").fetchone()[0]
         )
+
+
+def test_nasa_images_reads_the_search_table_read_only(spark, platform_env, instance, monkeypatch):
+    """A reader (the web service, a notebook) holding the warehouse open read-only in another
+    process does not stop ``nasa_images``: it only reads its input, so it opens it read-only
+    too (a read-write open waits for the file lock, then fails)."""
+    monkeypatch.setenv("SEARCH_RESULT_SAMPLING_FACTOR", "40")
+    resources = _resources(spark)
+    upstream = [a.key.to_user_string() for a in NASA_ASSETS if a.key.path != ["nasa_images"]]
+    assert _materialize(resources, instance, selection=upstream).success
+    path = str(load_settings().warehouse_path)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, path], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout.readline().strip() == "reading"
+        started = time.perf_counter()
+        images = _materialize(resources, instance, selection=["nasa_images"])
+        elapsed = time.perf_counter() - started
+    finally:
+        reader.kill()
+        reader.wait()
+    assert images.success
+    meta = _meta(images, "nasa_images")
+    assert 0 < meta["items"] == meta["downloaded"] < MOON_DISTINCT
+    assert elapsed < 60
+
+
+READER = """
+import sys, time, duckdb
+conn = duckdb.connect(sys.argv[1], read_only=True)
+conn.execute("select count(*) from nasa.nasa_image_search").fetchone()
+print("reading", flush=True)
+time.sleep(300)
+"""
+
+
+def _step_intervals(instance, run_id: str) -> dict[str, tuple[str | None, float, float]]:
+    """``step key -> (pool, started, finished)`` from the run's plan and event log."""
+    run = instance.get_run_by_id(run_id)
+    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    pools = {step.key: step.pool for step in plan.steps}
+    started: dict[str, float] = {}
+    steps = {}
+    for entry in instance.all_logs(run_id):
+        kind = entry.dagster_event.event_type if entry.dagster_event else None
+        if kind == dg.DagsterEventType.STEP_START:
+            started[entry.step_key] = entry.timestamp
+        elif kind == dg.DagsterEventType.STEP_SUCCESS:
+            steps[entry.step_key] = (
+                pools[entry.step_key],
+                started[entry.step_key],
+                entry.timestamp,
+            )
+    return steps
+
+
+def test_the_search_api_is_called_outside_the_duckdb_pool(platform_env, instance, httpserver):
+    """Live mode against a stand-in: every API request falls in ``nasa_search_results``'s step
+    (no pool); the step holding the ``duckdb`` slot only writes the staged rows."""
+    requests_at: list[float] = []
+    items = [{"href": "x", "data": [{"nasa_id": f"LIVE{i}", "title": "Moon"}]} for i in range(5)]
+    body = {"collection": {"items": items, "metadata": {"total_hits": 5}, "links": []}}
+
+    def search(request: Request) -> Response:
+        requests_at.append(time.time())
+        return Response(json.dumps(body), content_type="application/json")
+
+    httpserver.expect_request("/search").respond_with_handler(search)
+    resources = build_resources(load_settings())
+    resources["nasa_library"] = NasaImagesResource(
+        source=SourceConfig(mode="live"), base_url=httpserver.url_for("").rstrip("/")
+    )
+    result = _materialize(resources, instance, selection=SEARCH)
+    assert result.success
+    assert _meta(result, "nasa_image_search")["dagster/row_count"] == 5
+    steps = _step_intervals(instance, result.run_id)
+    assert (steps["nasa_search_results"][0], steps["nasa_image_search"][0]) == (None, "duckdb")
+    _, start, end = steps["nasa_search_results"]
+    assert requests_at and all(start <= t <= end for t in requests_at)
+    _, start, end = steps["nasa_image_search"]
+    assert not [t for t in requests_at if start <= t <= end]

@@ -1,4 +1,4 @@
-"""The NASA queries sensor: queries.yaml -> partitions, and one run per never-built query."""
+"""The NASA queries sensor: queries.yaml -> partitions (runs come from the automation condition)."""
 
 from __future__ import annotations
 
@@ -21,34 +21,27 @@ def _tick(instance):
     return nasa_queries_sensor(dg.build_sensor_context(instance=instance))
 
 
-def test_adds_new_queries_and_requests_each_once(instance, queries_file):
+def test_adds_new_queries_and_requests_no_run(instance, queries_file):
+    """The automation condition materializes new partitions (tests/nasa_assets/
+    test_nasa_automation.py): the sensor only registers the file's queries."""
     result = _tick(instance)
     assert isinstance(result, dg.SensorResult)
     (add,) = result.dynamic_partitions_requests
     assert add.partitions_def_name == "nasa_queries"
     assert list(add.partition_keys) == ["moon", "apollo 11"]
-    assert [(r.partition_key, r.run_key) for r in result.run_requests] == [
-        ("moon", "nasa:moon"),
-        ("apollo 11", "nasa:apollo 11"),
-    ]
+    assert not result.run_requests
 
 
-def test_a_query_added_from_the_ui_is_built_and_built_queries_are_left_alone(
-    instance, queries_file
-):
-    instance.add_dynamic_partitions("nasa_queries", ["moon", "apollo 11", "mars rover"])
-    for query in ("moon", "apollo 11"):
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key="nasa_images", partition=query)
-        )
+def test_registered_queries_are_a_skip_and_ui_queries_are_left_alone(instance, queries_file):
+    instance.add_dynamic_partitions("nasa_queries", ["moon", "mars rover"])
     result = _tick(instance)
-    assert not result.dynamic_partitions_requests
-    assert [r.partition_key for r in result.run_requests] == ["mars rover"]
-
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key="nasa_images", partition="mars rover")
-    )
-    assert isinstance(_tick(instance), dg.SkipReason)
+    (add,) = result.dynamic_partitions_requests
+    assert list(add.partition_keys) == ["apollo 11"]
+    assert not result.run_requests
+    instance.add_dynamic_partitions("nasa_queries", ["apollo 11"])
+    skipped = _tick(instance)
+    assert isinstance(skipped, dg.SkipReason)
+    assert "2 queries in queries.yaml, all registered" in skipped.skip_message
 
 
 def test_a_broken_queries_file_is_a_skip_naming_it(instance, queries_file):
