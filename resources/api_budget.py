@@ -35,6 +35,7 @@ __all__ = [
     "SharedBudget",
     "budget_file",
     "budget_name",
+    "close_budgets",
     "store_from",
 ]
 
@@ -187,6 +188,21 @@ def store_from(path: str | os.PathLike[str] | None, db_url: str | None) -> Budge
 _CACHE_LOCK = threading.Lock()
 _BUDGETS: dict[tuple, SharedBudget] = {}
 _POOLS: dict[tuple[int, str], object] = {}
+
+
+def close_budgets() -> None:
+    """Close this process's budgets and PostgreSQL pools (tests dropping a database, shutdown);
+    the next ``BudgetStore.budget`` opens them again."""
+    with _CACHE_LOCK:
+        budgets = [b for k, b in _BUDGETS.items() if k[0] == os.getpid()]
+        pools = [p for k, p in _POOLS.items() if k[0] == os.getpid()]
+        _BUDGETS.clear()
+        _POOLS.clear()
+    for budget in budgets:
+        if isinstance(budget._bucket, SQLiteBucket):
+            budget._bucket.close()
+    for pool in pools:
+        pool.close()
 
 
 def _pool(db_url: str):

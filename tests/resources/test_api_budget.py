@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from resources.api_budget import BudgetStore, budget_file, budget_name, store_from
+from resources.api_budget import BudgetStore, budget_file, budget_name, close_budgets, store_from
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "a-very-secret-key-123"
@@ -85,8 +85,16 @@ def test_store_configuration_errors_are_clear(tmp_path):
     assert budget_file("data") == str((Path("data") / "rate_limits.sqlite").resolve())
 
 
+@pytest.fixture
+def budget_database(postgres_database):
+    """A throwaway database whose pools are closed before it is dropped."""
+    yield postgres_database
+    close_budgets()
+
+
 @pytest.mark.integration
-def test_two_limiters_on_one_postgresql_database_share_the_calls(postgres_database):
+def test_two_limiters_on_one_postgresql_database_share_the_calls(budget_database):
+    postgres_database = budget_database
     # A SQLAlchemy-style URL (postgresql+psycopg2://), as SQL_DATABASE_URL and the tests use.
     first = BudgetStore(db_url=postgres_database).budget("owm", SECRET, 3, 60.0)
     second = BudgetStore(db_url=postgres_database + "?application_name=second").budget(
