@@ -1,4 +1,5 @@
-"""The NASA job: one run per query partition (requested by ``sensors.nasa``)."""
+"""The NASA job: the whole group for one query partition, for runs from the UI or the CLI (new
+queries are requested by the assets' automation condition)."""
 
 import dagster as dg
 
