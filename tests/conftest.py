@@ -52,6 +52,7 @@ def platform_env(tmp_path, monkeypatch) -> Path:
         "OPENWEATHERMAP_API_KEY",
         "OPENWEATHERMAP_API_KEYS",
         "S3_BUCKET",
+        "S3_BUCKET_NAME",
         "S3_ENDPOINT_URL",
         "WAREHOUSE_PATH",
         "LOCATIONS_FILE",
