@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     simulator_fault_rate: float = Field(0.0, validation_alias="SIMULATOR_FAULT_RATE")
     rain_partition_days: int = Field(30, validation_alias="RAIN_PARTITION_DAYS")
     rain_raw_retention_hours: int = Field(48, validation_alias="RAIN_RAW_RETENTION_HOURS")
+    # Dagster's own history of minute runs (resources/run_history.py).
+    run_retention_hours: int = Field(48, validation_alias="RUN_RETENTION_HOURS")
+    failed_run_retention_days: int = Field(14, validation_alias="FAILED_RUN_RETENTION_DAYS")
     # The rain stream's log (resources/jetstream.py, weather_assets/rain/stream/).
     # May carry nats://user:password@...: kept out of repr, shown by summary() without it.
     nats_url: str | None = Field(None, validation_alias="NATS_URL", repr=False)
@@ -255,6 +258,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "rain_raw_retention_hours",
+        "run_retention_hours",
+        "failed_run_retention_days",
         "openweathermap_calls_per_minute",
         "nats_port",
         "rain_stream_max_age_hours",

@@ -9,6 +9,7 @@ from weather_assets.observations import jobs as observation_jobs
 from weather_assets.rain import assets as rain_assets
 from weather_assets.rain import checks as rain_checks
 from weather_assets.rain import jobs as rain_jobs
+from weather_assets.rain import run_history as rain_run_history
 from weather_assets.stations import polls as station_polls
 from weather_assets.temperature import assets as temperature_assets
 from weather_assets.temperature import checks as temperature_checks
@@ -19,6 +20,7 @@ defs = dg.load_definitions_from_modules(
         rain_assets,
         rain_checks,
         rain_jobs,
+        rain_run_history,
         observation_assets,
         observation_jobs,
         temperature_assets,

@@ -54,7 +54,7 @@ def test_every_platform_variable_is_a_setting():
         "S3_ENDPOINT_URL", "OPENWEATHERMAP_BASE_URL", "OPENWEATHERMAP_CALLS_PER_MINUTE",
         "LOCATIONS_FILE",
         "SIMULATOR_SEED", "SIMULATOR_FAULT_RATE", "RAIN_PARTITION_DAYS",
-        "RAIN_RAW_RETENTION_HOURS", "NATS_URL", "NATS_PORT", "RAIN_STREAM_MAX_AGE_HOURS",
+        "RAIN_RAW_RETENTION_HOURS", "RUN_RETENTION_HOURS", "FAILED_RUN_RETENTION_DAYS", "NATS_URL", "NATS_PORT", "RAIN_STREAM_MAX_AGE_HOURS",
         "RAIN_STREAM_REPLICAS", "RAIN_MINUTE_GRACE_SECONDS", "RAIN_PRODUCERS", "RAIN_CHECKPOINT_DIR",
         "OBSERVATION_STATIONS", "ESIOS_BASE_URL",
         "STOCK_DATASET_DIR", "STOCK_SIMULATED_SIZE", "NASA_IMAGES_BASE_URL",
@@ -82,6 +82,7 @@ def test_defaults(clean_env):
     assert (s.rain_stream_max_age_hours, s.rain_stream_replicas) == (48, 1)
     assert (s.rain_minute_grace_seconds, s.rain_producers) == (90, 1)
     assert (s.rain_partition_days, s.rain_raw_retention_hours) == (30, 48)
+    assert (s.run_retention_hours, s.failed_run_retention_days) == (48, 14)
     assert s.observation_stations == "office,amsterdam,rotterdam,eindhoven,groningen"
     assert s.esios_base_url == ESIOS_BASE_URL
     assert (s.stock_dataset_dir, s.stock_simulated_size) == (None, "small")
@@ -157,6 +158,8 @@ def test_values_are_read_and_converted(clean_env):
         ("RAIN_PARTITION_DAYS", "70", "RAIN_PARTITION_DAYS must be between 1 and 69"),
         ("RAIN_PARTITION_DAYS", "thirty", "RAIN_PARTITION_DAYS must be an integer, got 'thirty'"),
         ("RAIN_RAW_RETENTION_HOURS", "0", "RAIN_RAW_RETENTION_HOURS must be >= 1, got 0"),
+        ("RUN_RETENTION_HOURS", "0", "RUN_RETENTION_HOURS must be >= 1, got 0"),
+        ("FAILED_RUN_RETENTION_DAYS", "-1", "FAILED_RUN_RETENTION_DAYS must be >= 1, got -1"),
         ("STOCK_SIMULATED_SIZE", "huge", "STOCK_SIMULATED_SIZE must be one of small, kaggle, got 'huge'"),
         ("SEARCH_RESULT_SAMPLING_FACTOR", "0", "SEARCH_RESULT_SAMPLING_FACTOR must be >= 1 (keep one result in N), got 0"),
         ("NASA_MAX_DOWNLOAD_MB", "0", "NASA_MAX_DOWNLOAD_MB must be >= 1, got 0"),
