@@ -7,11 +7,7 @@ the full size (60 minutes, 24 months) is benchmarks/concurrency.py.
 
 from __future__ import annotations
 
-import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +16,7 @@ import pytest
 
 from esios_assets.transform import expected_hours
 from tests.hardening import queue_harness as harness
+from tests.hardening.network_audit import connects_during, socket_connects, step_intervals
 from weather_assets.partitions import MINUTE_FORMAT
 from weather_assets.rain.assets import RAIN_ASSETS
 from weather_assets.rain.checks import RAIN_CHECKS
@@ -117,49 +114,6 @@ def test_no_process_outlives_the_platform(outcome):
 
 # --- no network I/O while a rain step holds the pool (in-process, real log) -------------------
 
-_connects: list[tuple[float, object]] | None = None
-_audit_installed = False
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _connects is not None and event == "socket.connect":
-        _connects.append((time.time(), args[1]))
-
-
-@contextmanager
-def socket_connects() -> Iterator[list[tuple[float, object]]]:
-    """Every ``socket.connect`` of this process while inside (Python's audit event: the NATS
-    client's asyncio connections and ``requests``/``boto3`` sockets all raise it)."""
-    global _connects, _audit_installed
-    if not _audit_installed:  # an audit hook cannot be removed: install it once, switch it
-        sys.addaudithook(_audit)
-        _audit_installed = True
-    _connects = []
-    try:
-        yield _connects
-    finally:
-        _connects = None
-
-
-def step_intervals(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple]:
-    """``step key -> (pool, started, finished)`` from the run's plan and event log."""
-    run = instance.get_run_by_id(run_id)
-    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
-    pools = {step.key: step.pool for step in plan.steps}
-    started: dict[str, float] = {}
-    steps = {}
-    for entry in instance.all_logs(run_id):
-        kind = entry.dagster_event.event_type if entry.dagster_event else None
-        if kind == dg.DagsterEventType.STEP_START:
-            started[entry.step_key] = entry.timestamp
-        elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            steps[entry.step_key] = (
-                pools[entry.step_key],
-                started[entry.step_key],
-                entry.timestamp,
-            )
-    return steps
-
 
 def test_pooled_rain_steps_open_no_network_connection(nats_server, platform_resources, instance):
     """With the log reachable, the minute's loading and the lag check connect to it, outside
@@ -189,8 +143,7 @@ def test_pooled_rain_steps_open_no_network_connection(nats_server, platform_reso
     }
 
     def inside(step: str) -> list[object]:
-        _, start, end = steps[step]
-        return [address for t, address in connects if start <= t <= end]
+        return connects_during(steps, connects, step)
 
     assert inside("rain_forecasts.load_rain_minutes"), "the log was never reached: vacuous"
     assert {step: inside(step) for step in sorted(pooled)} == {step: [] for step in sorted(pooled)}

@@ -7,6 +7,8 @@ their minute partitions exist (``RAIN_PARTITION_DAYS``).
 The stream processor's per-minute files and dead letters (``minute_store``), and minutes that
 runs which failed before writing left staged (``staging``), go by the same raw retention. The log bounds itself (``RAIN_STREAM_MAX_AGE_HOURS``), the real-time view holds one
 key per coordinate, and Spark's checkpoint is Spark's own (it keeps a bounded number of batches).
+
+Rows are deleted in the ``duckdb`` pool, objects outside it (on S3 that is network I/O).
 """
 
 from datetime import datetime, timedelta
@@ -51,18 +53,23 @@ class RainRetentionConfig(dg.Config):
 MIN_AGE = timedelta(hours=1)
 
 
-def delete_before(
-    conn: duckdb.DuckDBPyConnection, table: str, column: str, cutoff: datetime
-) -> int:
-    """Delete ``weather.table`` rows with ``column < cutoff``; refuses a cutoff later than an
-    hour ago whatever computed it (defence in depth behind the config's validation)."""
+def refuse_recent_cutoff(cutoff: datetime, what: str) -> None:
+    """Raise when ``cutoff`` is later than an hour ago, whatever computed it (defence in depth
+    behind the config's validation)."""
     latest = clock.utcnow() - MIN_AGE
     if cutoff > latest:
         raise ValueError(
-            f"refusing to delete weather.{table} rows before {cutoff:%Y-%m-%d %H:%M:%S} UTC: the "
-            f"cutoff is later than one hour ago ({latest:%Y-%m-%d %H:%M:%S} UTC); check the "
-            "retention settings (RAIN_RAW_RETENTION_HOURS, RAIN_PARTITION_DAYS) and run config"
+            f"refusing to delete {what} before {cutoff:%Y-%m-%d %H:%M:%S} UTC: the cutoff is "
+            f"later than one hour ago ({latest:%Y-%m-%d %H:%M:%S} UTC); check the retention "
+            "settings (RAIN_RAW_RETENTION_HOURS, RAIN_PARTITION_DAYS) and run config"
         )
+
+
+def delete_before(
+    conn: duckdb.DuckDBPyConnection, table: str, column: str, cutoff: datetime
+) -> int:
+    """Delete ``weather.table`` rows with ``column < cutoff`` (never a cutoff within the hour)."""
+    refuse_recent_cutoff(cutoff, f"weather.{table} rows")
     if not table_exists(conn, "weather", table):
         return 0
     cutoff_naive = clock.naive_utc(cutoff)
@@ -72,15 +79,8 @@ def delete_before(
     return int(deleted[0]) if deleted else 0
 
 
-@dg.op(pool=DUCKDB_POOL)
-def compact_rain_history(
-    context: dg.OpExecutionContext,
-    config: RainRetentionConfig,
-    warehouse: DuckDBResource,
-    object_store: ObjectStore,
-) -> None:
-    """Delete expired rain rows, raw payload objects, the stream processor's minute files and
-    dead letters, and minutes failed runs left staged; report what went."""
+def cutoffs(config: RainRetentionConfig) -> tuple[datetime, datetime]:
+    """(raw cutoff, totals cutoff): the run config's retention, else the settings'."""
     settings = load_settings()
     raw_hours = (
         settings.rain_raw_retention_hours
@@ -93,8 +93,16 @@ def compact_rain_history(
         else config.totals_retention_days
     )
     now = clock.utcnow()
-    raw_cutoff = now - timedelta(hours=raw_hours)
-    totals_cutoff = now - timedelta(days=totals_days)
+    return now - timedelta(hours=raw_hours), now - timedelta(days=totals_days)
+
+
+@dg.op(pool=DUCKDB_POOL)
+def delete_expired_rain_rows(
+    context: dg.OpExecutionContext, config: RainRetentionConfig, warehouse: DuckDBResource
+) -> None:
+    """Delete expired rows of both rain tables and checkpoint DuckDB: the only retention step
+    in the duckdb pool."""
+    raw_cutoff, totals_cutoff = cutoffs(config)
     raw_rows = total_rows = 0
     if Path(warehouse.database).exists():
         with warehouse.get_connection() as conn:
@@ -103,6 +111,22 @@ def compact_rain_history(
                 conn, "rolling_precipitation_sum", "window_start", totals_cutoff
             )
             conn.execute("checkpoint")
+    context.log.info(
+        f"deleted {raw_rows} raw forecast rows before {raw_cutoff:%Y-%m-%d %H:%M}, "
+        f"{total_rows} next-hour totals before {totals_cutoff:%Y-%m-%d %H:%M}"
+    )
+    context.add_output_metadata({"raw_rows_deleted": raw_rows, "totals_deleted": total_rows})
+
+
+@dg.op
+def delete_expired_rain_objects(
+    context: dg.OpExecutionContext, config: RainRetentionConfig, object_store: ObjectStore
+) -> None:
+    """Delete raw payload objects, the stream processor's minute files and dead letters, and
+    minutes failed runs left staged, by whole day folders past the raw cutoff. Outside the
+    duckdb pool: listing and deleting objects is network I/O on S3."""
+    raw_cutoff, _ = cutoffs(config)
+    refuse_recent_cutoff(raw_cutoff, "rain objects")
     # Payload objects are grouped by day folder; a day goes once all of it is past the cutoff.
     prefix = object_store.key(RAW_PAYLOAD_PREFIX) + "/"
     expired = [
@@ -111,22 +135,35 @@ def compact_rain_history(
         if key[len(prefix) : len(prefix) + 10] < f"{raw_cutoff:%Y-%m-%d}"
     ]
     objects = object_store.delete(expired)
-    # The processor's minute files and dead letters, by day folder too.
     stream_files = object_store.delete(minute_store.expired_keys(object_store, raw_cutoff))
-    # What runs that failed between loading and writing a minute left staged, by day folder.
     staged = object_store.delete(staging.expired_staging_keys(object_store, raw_cutoff))
     context.log.info(
-        f"deleted {raw_rows} raw forecast rows before {raw_cutoff:%Y-%m-%d %H:%M}, "
-        f"{total_rows} next-hour totals before {totals_cutoff:%Y-%m-%d %H:%M}, "
-        f"{objects} raw payload objects, {stream_files} stream processor files, "
-        f"{staged} staged objects"
+        f"deleted {objects} raw payload objects, {stream_files} stream processor files and "
+        f"{staged} staged objects before {raw_cutoff:%Y-%m-%d}"
     )
     context.add_output_metadata(
         {
-            "raw_rows_deleted": raw_rows,
-            "totals_deleted": total_rows,
             "objects_deleted": objects,
             "stream_files_deleted": stream_files,
             "staged_objects_deleted": staged,
         }
     )
+
+
+def _to_both_steps(config: dict) -> dict:
+    return {
+        "delete_expired_rain_rows": {"config": config},
+        "delete_expired_rain_objects": {"config": config},
+    }
+
+
+@dg.graph(
+    config=dg.ConfigMapping(
+        config_fn=_to_both_steps, config_schema=RainRetentionConfig.to_config_schema()
+    )
+)
+def compact_rain_history() -> None:
+    """Delete expired rain rows (in the duckdb pool) and objects (outside it), with one run
+    config: ``ops: {compact_rain_history: {config: {raw_retention_hours: ...}}}``."""
+    delete_expired_rain_rows()
+    delete_expired_rain_objects()

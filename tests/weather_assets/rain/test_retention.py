@@ -10,7 +10,10 @@ import duckdb
 import polars as pl
 import pytest
 
+from resources.object_store import ObjectStore
+from resources.warehouse import DUCKDB_POOL
 from tests.hardening.bad_input_helpers import failure_text
+from tests.hardening.network_audit import connects_during, socket_connects, step_intervals
 from weather_assets.partitions import MINUTE_FORMAT
 from weather_assets.rain import staging
 from weather_assets.rain.assets import RAIN_ASSETS, rolling_precipitation_sum
@@ -218,3 +221,25 @@ def test_a_range_with_one_minute_gone_keeps_every_total(platform_resources, inst
     failure = failure_text(result, "rolling_precipitation_sum")
     assert keys[0] in failure and keys[1] not in failure, failure
     assert totals_rows(platform_resources) == totals
+
+
+@pytest.mark.integration
+def test_object_deletes_run_outside_the_duckdb_pool(
+    platform_resources, instance, moto_server, s3_bucket
+):
+    resources = dict(platform_resources)
+    store = ObjectStore(bucket=s3_bucket, prefix="team", endpoint_url=moto_server)
+    resources["object_store"] = store
+    old = store.key("raw/openweathermap/onecall", "2020-01-01", "00-00.jsonl.gz")
+    store.put_bytes(old, b"expired")
+
+    with socket_connects() as connects:
+        result = run_retention(resources, instance, raw_retention_hours=48)
+
+    assert result.success
+    assert store.list_keys(store.key("raw/")) == [], "the expired payload went"
+    steps = step_intervals(instance, result.run_id)
+    pooled = [step for step, (pool, _, _) in steps.items() if pool == DUCKDB_POOL]
+    assert pooled, "the warehouse deletes hold the pool"
+    assert connects, "S3 was reached: the test can see a connection"
+    assert {s: connects_during(steps, connects, s) for s in pooled} == {s: [] for s in pooled}
