@@ -58,15 +58,20 @@ esios-backfill: install dagster-home
 	$(BIN)/dagster asset materialize -m definitions --select esios_demand_forecast_csv
 
 # The rain stream (NATS server unless NATS_URL, producers, Spark processor: docs/rain_stream.md)
-# and the web service (dashboard + /predict) run beside `dagster dev` and stop with it.
+# and the web service (dashboard + /predict) run beside `dagster dev` under one supervisor
+# (resources/process_group.py): Ctrl-C, or SIGTERM to make, stops every process within 30 s
+# (SIGKILL after STOP_GRACE seconds). ESIOS_BACKFILL=0 skips the backfill.
+ESIOS_BACKFILL ?= 1
+STOP_GRACE ?= 20
 run: install dagster-home
-	@$(MAKE) --no-print-directory esios-backfill || echo "ESIOS backfill failed (see above); starting Dagster anyway"
+	@if [ "$(ESIOS_BACKFILL)" != 0 ]; then $(MAKE) --no-print-directory esios-backfill \
+		|| echo "ESIOS backfill failed (see above); starting Dagster anyway"; fi
 	@echo "Dagster UI: http://localhost:$(DAGSTER_PORT)   dashboard and /predict: http://localhost:$(SERVE_PORT)"
-	$(BIN)/python -m weather_assets.rain.stream.services & stream_pid=$$!; \
-	OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host 0.0.0.0 --port $(SERVE_PORT) \
-		--workers $(SERVE_WORKERS) & serve_pid=$$!; \
-	trap 'kill $$serve_pid $$stream_pid 2>/dev/null; wait $$stream_pid' EXIT INT TERM; \
-	$(BIN)/dagster dev -w workspace.yaml -p $(DAGSTER_PORT)
+	exec $(BIN)/python -m resources.process_group --grace $(STOP_GRACE) \
+		"dagster=$(BIN)/dagster dev -w workspace.yaml -p $(DAGSTER_PORT)" \
+		"stream=$(BIN)/python -m weather_assets.rain.stream.services" \
+		"serve=env OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host 0.0.0.0 \
+			--port $(SERVE_PORT) --workers $(SERVE_WORKERS)"
 
 # The rain stream's services alone, in the foreground (Ctrl-C stops them all).
 stream: install settings
