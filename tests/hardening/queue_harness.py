@@ -669,7 +669,7 @@ class Outcome:
             f"{len(self.esios_runs)})",
             "runs not SUCCESS": sum(r.status != "SUCCESS" for r in self.runs),
             "ESIOS backfill": self.esios_backfill_status,
-            "steps (all in the duckdb pool)": f"{sum(r.steps for r in self.runs)} "
+            "steps (of which in the duckdb pool)": f"{sum(r.steps for r in self.runs)} "
             f"({len(self.pool_intervals)})",
             "wall time, daemon start to last run end": f"{self.wall_seconds:.0f} s",
             "runs/min": round(len(self.runs) / (self.wall_seconds / 60), 2),
