@@ -137,6 +137,7 @@ def _wait_failed_and_freed(home: Home, run_id: str, timeout_s: float) -> tuple[s
 
 
 def test_the_monitoring_daemon_fails_a_killed_run_and_frees_its_slot(home):
+    """Worker and code server killed: only the monitoring daemon can tell the run is dead."""
     _, run_id, worker = _start_holding_run(home)
     code_server = _parent(worker)
     # The code server first: alive, it would see its child die and fail the run itself.
@@ -144,6 +145,14 @@ def test_the_monitoring_daemon_fails_a_killed_run_and_frees_its_slot(home):
     os.kill(worker, signal.SIGKILL)
     message, seconds = _wait_failed_and_freed(home, run_id, TIMEOUT_S)
     assert f"worker process {worker}" in message and "is gone" in message, message
+    print(f"failed and slot freed {seconds:.1f} s after the kill")
+
+
+def test_a_killed_worker_whose_code_server_lives_frees_its_slot(home):
+    """The code server fails the run; the slot its step held is freed by the daemon."""
+    _, run_id, worker = _start_holding_run(home)
+    os.kill(worker, signal.SIGKILL)
+    _, seconds = _wait_failed_and_freed(home, run_id, TIMEOUT_S)
     print(f"failed and slot freed {seconds:.1f} s after the kill")
 
 
