@@ -36,9 +36,13 @@ def _job(name: str, fail: bool = False) -> dg.JobDefinition:
     return job
 
 
-@pytest.fixture
-def instance(tmp_path, monkeypatch):
-    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def instance(request, tmp_path, monkeypatch):
+    """SQLite (``make run``'s default) or PostgreSQL (``DAGSTER_PG_URL``) instance storage."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("DAGSTER_PG_URL", request.getfixturevalue("postgres_database"))
+    else:
+        monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
     assert write_instance_config([str(tmp_path / "dagster.yaml")]) == 0
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         yield instance
@@ -54,7 +58,8 @@ def _leftovers(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     found = []
     if instance.get_run_by_id(run_id) is not None:
         found.append("run record")
-    if Path(instance.event_log_storage.path_for_shard(run_id)).exists():
+    shard = getattr(instance.event_log_storage, "path_for_shard", None)
+    if shard and Path(shard(run_id)).exists():
         found.append("event log file")
     if (Path(instance.root_directory) / "storage" / run_id).exists():
         found.append("compute logs")
@@ -85,8 +90,9 @@ def test_old_minute_runs_go_with_their_logs_failed_ones_later_others_never(
     started = create_run_for_test(
         instance, job_name="rain_minute_job", status=dg.DagsterRunStatus.STARTED
     ).run_id
+    sqlite = hasattr(instance.event_log_storage, "path_for_shard")
     assert _leftovers(instance, done[0]) == [
-        "run record", "event log file", "compute logs", "events",
+        "run record", *(["event log file"] if sqlite else []), "compute logs", "events",
     ]  # fmt: skip
     now = datetime.now(UTC)
 
@@ -100,7 +106,8 @@ def test_old_minute_runs_go_with_their_logs_failed_ones_later_others_never(
     assert metadata["runs_deleted_by_job"] == {
         "rain_minute_job": 3, "station_poll_job": 1, "run_history_job": 1,
     }  # fmt: skip
-    assert metadata["event_log_files_deleted"] == 5 and metadata["mb_freed"] > 0
+    assert metadata["event_log_files_deleted"] == (5 if sqlite else 0)
+    assert metadata["mb_freed"] > 0
     for run_id in [*done, station]:
         assert _leftovers(instance, run_id) == [], run_id
     assert instance.get_run_by_id(failed) is not None
