@@ -128,3 +128,12 @@ def test_a_retention_below_one_hour_or_day_is_refused() -> None:
         Cutoffs.from_retention(now, 0, 14)
     with pytest.raises(ValueError, match="failed-run retention at least 1 day"):
         Cutoffs.from_retention(now, 48, -1)
+
+
+def test_every_purged_job_is_one_of_the_platforms() -> None:
+    """Purged by name: a renamed job would silently keep its runs for ever."""
+    from definitions import defs
+    from weather_assets.rain.run_history import PURGED_JOBS
+
+    for name in PURGED_JOBS:
+        assert defs.resolve_job_def(name).name == name
