@@ -9,6 +9,8 @@ export DATA_DIR ?= data
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 DAGSTER_PORT ?= 3000
 SERVE_PORT ?= 8000
+# The web service listens on loopback only unless told otherwise (SERVE_HOST=0.0.0.0 to publish it).
+SERVE_HOST ?= 127.0.0.1
 SERVE_WORKERS ?= 2
 TEST_WORKERS ?= 2
 
@@ -70,7 +72,7 @@ run: install dagster-home
 	exec $(BIN)/python -m resources.process_group --grace $(STOP_GRACE) \
 		"dagster=$(BIN)/dagster dev -w workspace.yaml -p $(DAGSTER_PORT)" \
 		"stream=$(BIN)/python -m weather_assets.rain.stream.services" \
-		"serve=env OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host 0.0.0.0 \
+		"serve=env OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host $(SERVE_HOST) \
 			--port $(SERVE_PORT) --workers $(SERVE_WORKERS)"
 
 # The rain stream's services alone, in the foreground (Ctrl-C stops them all).
@@ -89,7 +91,7 @@ rain: install
 # The web service alone (docs/serving.md); OpenMP off: a single-row prediction gains nothing from it.
 # Each worker loads .env itself, as Dagster does (serving/app.py), so no --env-file here.
 serve: install settings
-	OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host 0.0.0.0 --port $(SERVE_PORT) \
+	OMP_NUM_THREADS=1 $(BIN)/uvicorn serving.app:app --host $(SERVE_HOST) --port $(SERVE_PORT) \
 		--workers $(SERVE_WORKERS)
 
 # The whole suite on TEST_WORKERS processes (pytest-xdist; a module's tests stay on one worker,

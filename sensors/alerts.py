@@ -1,7 +1,8 @@
 """Run-failure alerts: every failed run is logged, and posted to ALERT_WEBHOOK_URL when set.
 
 The webhook gets a small JSON body (Slack/Teams-compatible ``text``); the URL may embed a token,
-so it is never logged. Posting is best effort: an alert must never fail the sensor.
+so it is never logged. Posting is best effort: an alert must never fail the sensor. Redirects are
+not followed: the alert (and whatever the URL carries) goes only to the host that was configured.
 """
 
 import os
@@ -19,8 +20,10 @@ def alert_text(job_name: str, run_id: str, error: str | None) -> str:
 
 def post_alert(url: str, text: str) -> bool:
     try:
-        response = requests.post(url, json={"text": text}, timeout=ALERT_TIMEOUT_S)
-        return response.ok
+        response = requests.post(
+            url, json={"text": text}, timeout=ALERT_TIMEOUT_S, allow_redirects=False
+        )
+        return response.ok and not response.is_redirect
     except requests.RequestException:
         return False
 

@@ -714,6 +714,14 @@ def test_deploy_dagster_yaml_builds_a_postgres_instance(throwaway_postgres, tmp_
         assert concurrency.pool_config.pool_granularity.value == "op"
         max_runs = template["runs"]["max_concurrent_runs"]
         assert concurrency.run_queue_config.max_concurrent_runs == max_runs
+        # A dead run does not hold the duckdb slot for ever, and ticks do not pile up for ever:
+        # the same monitoring limits and tick retention as make run's instance.
+        full_template = yaml.safe_load((ROOT / "dagster.yaml.template").read_text())
+        deployed = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+        assert instance.run_monitoring_enabled
+        assert deployed["run_monitoring"] == full_template["run_monitoring"]
+        assert deployed["retention"] == full_template["retention"]
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 5
         # The tables exist and take writes: a pool gets the default limit, a partition sticks.
         assert instance.event_log_storage.initialize_concurrency_limit_to_default("duckdb")
         assert instance.event_log_storage.get_concurrency_info("duckdb").slot_count == 1
@@ -727,3 +735,22 @@ def test_deploy_dagster_yaml_builds_a_postgres_instance(throwaway_postgres, tmp_
             assert worker_side.get_dynamic_partitions("nasa_queries") == ["moon"]
     finally:
         instance.dispose()
+
+
+@pytest.mark.parametrize("target", ["serve", "run"])
+def test_make_serves_the_web_service_on_loopback_unless_told_otherwise(target):
+    """`make serve` and `make run` put the pages and /predict on 127.0.0.1 by default; publishing
+    them on every interface takes an explicit SERVE_HOST=0.0.0.0."""
+
+    def uvicorn_hosts(*args: str) -> list[str]:
+        printed = subprocess.run(
+            ["make", "-n", "--no-print-directory", target, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return re.findall(r"uvicorn serving\.app:app --host (\S+)", printed)
+
+    assert uvicorn_hosts() == ["127.0.0.1"]
+    assert uvicorn_hosts("SERVE_HOST=0.0.0.0") == ["0.0.0.0"]
