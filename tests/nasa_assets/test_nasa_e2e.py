@@ -24,6 +24,7 @@ from nasa_assets.keys import safe_key_component
 from nasa_assets.simulator import png_bytes
 from resources.settings import load_settings
 from resources.source import SourceConfig
+from tests.hardening.network_audit import step_intervals
 from tests.weather_assets.conftest import shared_spark_session
 
 MOON_DISTINCT = 238  # the simulator's 240 "moon" hits minus 2 repeats across pages
@@ -311,26 +312,6 @@ time.sleep(300)
 """
 
 
-def _step_intervals(instance, run_id: str) -> dict[str, tuple[str | None, float, float]]:
-    """``step key -> (pool, started, finished)`` from the run's plan and event log."""
-    run = instance.get_run_by_id(run_id)
-    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
-    pools = {step.key: step.pool for step in plan.steps}
-    started: dict[str, float] = {}
-    steps = {}
-    for entry in instance.all_logs(run_id):
-        kind = entry.dagster_event.event_type if entry.dagster_event else None
-        if kind == dg.DagsterEventType.STEP_START:
-            started[entry.step_key] = entry.timestamp
-        elif kind == dg.DagsterEventType.STEP_SUCCESS:
-            steps[entry.step_key] = (
-                pools[entry.step_key],
-                started[entry.step_key],
-                entry.timestamp,
-            )
-    return steps
-
-
 def test_the_search_api_is_called_outside_the_duckdb_pool(platform_env, instance, httpserver):
     """Live mode against a stand-in: every API request falls in ``nasa_search_results``'s step
     (no pool); the step holding the ``duckdb`` slot only writes the staged rows."""
@@ -350,7 +331,7 @@ def test_the_search_api_is_called_outside_the_duckdb_pool(platform_env, instance
     result = _materialize(resources, instance, selection=SEARCH)
     assert result.success
     assert _meta(result, "nasa_image_search")["dagster/row_count"] == 5
-    steps = _step_intervals(instance, result.run_id)
+    steps = step_intervals(instance, result.run_id)
     assert (steps["nasa_search_results"][0], steps["nasa_image_search"][0]) == (None, "duckdb")
     _, start, end = steps["nasa_search_results"]
     assert requests_at and all(start <= t <= end for t in requests_at)
