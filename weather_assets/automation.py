@@ -9,8 +9,10 @@ finished, an hourly schedule and a bootstrap sensor. Each asset says what it wai
   has not been retrained since midnight UTC: once a day, never on a day-old table;
 - ``temperature_actuals``: each of the last ``ACTUAL_HOURS`` hours once, while missing, never
   in the first two minutes of an hour;
-- ``temperature_predictions`` / ``temperature_accuracy``: the latest hour, with its actuals
-  (in the same run), once a model has been materialized.
+- ``temperature_predictions``: the latest hour, with its actuals (in the same run), once a
+  model has been materialized;
+- ``temperature_accuracy``: the latest hour, with its actual, once a prediction of the week
+  before it exists (on a fresh instance, from the hour after the first prediction).
 
 The grace periods keep the schedules' timing: the minute polls of the hour's (day's) last
 minute and late rows are in before the partition is read.
@@ -87,16 +89,24 @@ def hourly_prediction() -> dg.AutomationCondition:
 
 
 def hourly_accuracy() -> dg.AutomationCondition:
-    """The latest hour's score, with (or after) the hour's actual; nothing to score is a row-less
-    success of the asset, not a reason to wait."""
+    """The latest hour's score, with (or after) the hour's actual, once there is a prediction to
+    score: the asset reads the week of predictions before the hour, so before the first one
+    its table does not exist. An hour without a pair is a row-less success, not a reason to
+    wait."""
     actual_of_the_hour = (
         AC.any_deps_match(AC.in_latest_time_window() & (AC.will_be_requested() | ~AC.missing()))
         .allow(dg.AssetSelection.assets("temperature_actuals"))
         .with_label("the hour's actual present or requested")
     )
+    a_prediction_to_score = (
+        AC.any_deps_match(~AC.missing())
+        .allow(dg.AssetSelection.assets("temperature_predictions"))
+        .with_label("a prediction in the week before the hour")
+    )
     return (
         AC.in_latest_time_window()
         & missing_once()
         & actual_of_the_hour
+        & a_prediction_to_score
         & ~AC.any_deps_in_progress()
     ).with_label("latest hour, after its actual")

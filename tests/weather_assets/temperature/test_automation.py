@@ -57,20 +57,20 @@ def ticks(instance, platform_resources) -> Ticks:
 
 def test_fresh_instance_bootstraps_the_forecast_in_dependency_order(instance, ticks):
     """Six days through the ETL and 25 hours of actuals at once; the model once the ETL has
-    produced yesterday; the first prediction once the model exists; then nothing."""
+    produced yesterday; the first prediction once the model exists; the first score the hour
+    after (before, there is no prediction to score, nor a predictions table to read)."""
     now = datetime(2026, 11, 22, 14, 5, tzinfo=UTC)
     last_hour = datetime(2026, 11, 22, 13, tzinfo=UTC)
     requested = ticks(now)
     for name in ETL:
         assert requested[name] == set(days(datetime(2026, 11, 21), 6)), name
     assert requested["temperature_actuals"] == set(hours(last_hour, 25))
-    assert requested["temperature_accuracy"] == {"2026-11-22-13:00"}
+    assert "temperature_accuracy" not in requested, "no prediction to score yet"
     assert "temperature_model" not in requested, "no hourly observations to train on yet"
     assert "temperature_predictions" not in requested, "no model yet"
 
     materialize(instance, ETL, *days(datetime(2026, 11, 21), 6))
     materialize(instance, ["temperature_actuals"], *hours(last_hour, 25))
-    materialize(instance, ["temperature_accuracy"], "2026-11-22-13:00")
     assert ticks(now + timedelta(minutes=3)) == {"temperature_model": {None}}
     assert ticks(now + timedelta(minutes=4)) == {}, "requested once, not on the next tick"
 
@@ -79,6 +79,9 @@ def test_fresh_instance_bootstraps_the_forecast_in_dependency_order(instance, ti
     materialize(instance, ["temperature_predictions"], "2026-11-22-13:00")
     assert ticks(now + timedelta(minutes=7)) == {}
     assert ticks(now + timedelta(minutes=8)) == {}
+    # The next hour, after its grace: actual, prediction and the first score in one request.
+    hour = {"2026-11-22-14:00"}
+    assert ticks(datetime(2026, 11, 22, 15, 2, 30, tzinfo=UTC)) == dict.fromkeys(HOURLY_CHAIN, hour)
 
 
 def test_an_instance_with_history_requests_nothing(instance, ticks):
