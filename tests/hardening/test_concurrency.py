@@ -167,3 +167,16 @@ def test_nasa_fetch_steps_are_outside_the_duckdb_pool_and_writers_inside():
         "nasa_search_ids_unique": harness.DUCKDB_POOL,
         "nasa_images_stored": None,  # lists the object store; reads the table read-only
     }
+
+
+def test_the_spark_cluster_report_probes_outside_the_duckdb_pool():
+    """Starting Spark and probing the cloud's metadata endpoints (network I/O, up to a second)
+    happen in a step of their own, outside the one ``duckdb`` slot; only the write holds it."""
+    from weather_assets.observations.assets import spark_cluster_report
+
+    graph = spark_cluster_report.node_def
+    pools = {node.name: node.definition.pool for node in graph.nodes}
+    assert pools == {
+        "read_spark_cluster": "spark",
+        "write_spark_cluster_report": harness.DUCKDB_POOL,
+    }

@@ -246,23 +246,10 @@ def weather_observations_features(
     return dg.MaterializeResult(metadata={"dagster/row_count": rows, "path": path})
 
 
-@dg.asset(
-    group_name="weather",
-    kinds={"pyspark", "duckdb"},
-    pool=DUCKDB_POOL,
-    metadata=warehouse_table(
-        "weather",
-        ("fact", "VARCHAR", "What is reported (host, spark_version, master, ...)."),
-        ("value", "VARCHAR", "Its value, read from the live session."),
-    ),
-)
-def spark_cluster_report(
-    context: dg.AssetExecutionContext, pyspark: LazyPySparkResource
-) -> pl.DataFrame:
-    """The Spark cluster the ETL runs on, read from the live session: host, Spark version and
-    install path, master, executors with cores and memory, user, driver, catalog, warehouse
-    and metastore; and the cloud the driver runs on (``resources.cloud``: environment or
-    instance metadata, at most a second) and the driver's working directory."""
+@dg.op(out=dg.Out(io_manager_key="object_io_manager"), pool=SPARK_POOL)
+def read_spark_cluster(pyspark: LazyPySparkResource) -> dict[str, str]:
+    """Starts the Spark session and probes the cloud's metadata endpoints: the slow part, and
+    network I/O, so it runs outside the duckdb pool (one Spark job at a time, as the ETL)."""
     spark = pyspark.spark_session
     cloud = detect_cloud(os.environ)
     facts = {
@@ -271,15 +258,37 @@ def spark_cluster_report(
         "cloud_evidence": cloud.evidence,
         "driver_working_directory": spark.sparkContext._jvm.System.getProperty("user.dir"),
     }
-    flat = {
-        k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
-        for k, v in facts.items()
-    }
-    context.add_output_metadata({k: dg.MetadataValue.text(str(v)) for k, v in flat.items()})
+    return {k: str(v) if v is not None else "None" for k, v in facts.items()}
+
+
+@dg.op(pool=DUCKDB_POOL)
+def write_spark_cluster_report(
+    context: dg.OpExecutionContext, facts: dict[str, str]
+) -> pl.DataFrame:
+    """The facts as the warehouse table (and as metadata): the only part holding the duckdb
+    pool slot."""
+    context.add_output_metadata({k: dg.MetadataValue.text(v) for k, v in facts.items()})
     return pl.DataFrame(
-        {"fact": list(flat), "value": [str(v) for v in flat.values()]},
+        {"fact": list(facts), "value": list(facts.values())},
         schema={"fact": pl.String, "value": pl.String},
     )
+
+
+@dg.graph_asset(
+    group_name="weather",
+    kinds={"pyspark", "duckdb"},
+    metadata=warehouse_table(
+        "weather",
+        ("fact", "VARCHAR", "What is reported (host, spark_version, master, ...)."),
+        ("value", "VARCHAR", "Its value, read from the live session."),
+    ),
+)
+def spark_cluster_report():
+    """The Spark cluster the ETL runs on, read from the live session: host, Spark version and
+    install path, master, executors with cores and memory, user, driver, catalog, warehouse
+    and metastore; and the cloud the driver runs on (``resources.cloud``: environment or
+    instance metadata, at most a second) and the driver's working directory."""
+    return write_spark_cluster_report(read_spark_cluster())
 
 
 OBSERVATION_ASSETS = [
