@@ -500,14 +500,17 @@ class HttpClient:
         want_json: bool,
     ) -> tuple[bool, Any, _Failure | None]:
         """One attempt under one deadline: the request, the redirects it leads to within its
-        origin (each counted and rate limited like a request), and the streamed body."""
+        origin (each counted and rate limited like a request), and the streamed body. Time spent
+        waiting for the rate limiter is not the server's: it moves the deadline."""
         deadline = time.monotonic() + self.deadline_s
         target, query = url, params
         for hop in range(MAX_REDIRECTS + 1):
             if hop and time.monotonic() > deadline:
                 return False, None, self._deadline_failure(shown, 0)
             if self.rate_limiter is not None:
-                self.stats.record_rate_limit_wait(self.rate_limiter.acquire())
+                waited = self.rate_limiter.acquire()
+                self.stats.record_rate_limit_wait(waited)
+                deadline += waited
             self.stats.record_request()
             try:
                 response = self._session.get(

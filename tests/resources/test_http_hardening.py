@@ -24,6 +24,7 @@ from resources.http import (
     HttpClient,
     RetryPolicy,
 )
+from resources.rate_limit import TokenBucket
 
 SECRET = "SECRET123"
 MIB = 1024 * 1024
@@ -275,6 +276,22 @@ def test_a_body_within_the_cap_and_deadline_arrives_whole(httpserver: HTTPServer
     httpserver.expect_request("/ok.tif").respond_with_data(payload)
     with client_for(httpserver.url_for("/"), max_body_bytes=MIB, deadline_s=10) as client:
         assert client.get_bytes("/ok.tif") == payload
+
+
+def test_waiting_for_the_rate_limit_does_not_count_against_the_deadline(
+    httpserver: HTTPServer,
+) -> None:
+    """The deadline bounds the server's answer, not the queue for the key's budget: a call that
+    waited longer than the deadline for its turn still gets a prompt answer (before, it failed
+    as "did not send its whole answer within the deadline, 0 bytes received")."""
+    httpserver.expect_request("/q").respond_with_json({"ok": True})
+    one_call_per_second = TokenBucket(rate_per_second=1.0, capacity=1)
+    with client_for(
+        httpserver.url_for("/"), deadline_s=0.4, rate_limiter=one_call_per_second
+    ) as client:
+        assert client.get_json("/q") == {"ok": True}
+        assert client.get_json("/q") == {"ok": True}  # waited ~1 s for its turn
+        assert client.stats.rate_limit_wait_s > 0.4
 
 
 def test_deadline_and_cap_are_validated() -> None:
