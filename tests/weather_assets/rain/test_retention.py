@@ -42,12 +42,7 @@ def test_old_raw_rows_and_payloads_go_recent_ones_stay(platform_resources, insta
     old = (now - timedelta(days=3)).strftime(MINUTE_FORMAT)
     recent = (now - timedelta(minutes=5)).strftime(MINUTE_FORMAT)
     for key in (old, recent):
-        assert dg.materialize(
-            [*RAIN_ASSETS, *RAIN_CHECKS],
-            resources=platform_resources,
-            instance=instance,
-            partition_key=key,
-        ).success
+        assert materialize_minute(platform_resources, instance, key)
     store = platform_resources["object_store"]
     assert len(store.list_keys(store.key("raw/openweathermap/onecall"))) == 2
     processor_files(store, now - timedelta(days=3))
@@ -126,12 +121,7 @@ def test_a_retention_below_one_fails_and_deletes_nothing(
     platform_resources, instance, config, field
 ):
     key = (datetime.now(UTC) - timedelta(minutes=5)).strftime(MINUTE_FORMAT)
-    assert dg.materialize(
-        [*RAIN_ASSETS, *RAIN_CHECKS],
-        resources=platform_resources,
-        instance=instance,
-        partition_key=key,
-    ).success
+    assert materialize_minute(platform_resources, instance, key)
     before = table_counts(platform_resources)
     store = platform_resources["object_store"]
     payloads = store.list_keys(store.key("raw/openweathermap/onecall"))
@@ -166,6 +156,13 @@ def totals_rows(resources) -> list[tuple]:
         ).fetchall()
 
 
+def materialize_minute(resources, instance, key: str) -> bool:
+    """One minute through the whole rain graph (assets and checks); True when it succeeded."""
+    return dg.materialize(
+        [*RAIN_ASSETS, *RAIN_CHECKS], resources=resources, instance=instance, partition_key=key
+    ).success
+
+
 def rerun_totals(resources, instance, **kwargs) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*RAIN_ASSETS, *RAIN_CHECKS],
@@ -179,12 +176,7 @@ def rerun_totals(resources, instance, **kwargs) -> dg.ExecuteInProcessResult:
 
 def test_rerunning_totals_after_retention_fails_and_keeps_them(platform_resources, instance):
     key = (datetime.now(UTC) - timedelta(hours=3)).strftime(MINUTE_FORMAT)
-    assert dg.materialize(
-        [*RAIN_ASSETS, *RAIN_CHECKS],
-        resources=platform_resources,
-        instance=instance,
-        partition_key=key,
-    ).success
+    assert materialize_minute(platform_resources, instance, key)
     totals = totals_rows(platform_resources)
     assert totals
     assert run_retention(platform_resources, instance, raw_retention_hours=1).success
