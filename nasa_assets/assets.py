@@ -13,7 +13,6 @@ paging (minutes under the hourly rate limit, retries with backoff) and the downl
 outside the pool, so they never stop the other warehouse writers.
 """
 
-import io
 import json
 import time
 from collections import Counter
@@ -154,13 +153,7 @@ def nasa_search_results(
         f"({result.duplicates} repeats dropped), {len(kept)} kept with sampling 1/{factor}; "
         f"ended: {result.end}"
     )
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    location = object_store.put_bytes(
-        object_store.key(search_results_key(query)),
-        buffer.getvalue(),
-        "application/vnd.apache.parquet",
-    )
+    location = object_store.put_parquet(object_store.key(search_results_key(query)), frame)
     return dg.MaterializeResult(
         metadata={
             "source": nasa_library.source.mode,
@@ -188,7 +181,7 @@ def staged_search_results(store: ObjectStore, query: str) -> pl.DataFrame:
             "nasa_search_results for this partition first",
             allow_retries=False,
         )
-    return pl.read_parquet(io.BytesIO(store.get_bytes(key)))
+    return store.get_parquet(key)
 
 
 @dg.asset(

@@ -6,6 +6,7 @@ matter of setting ``S3_BUCKET``; nothing in the assets changes.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import uuid
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 # Private module, public class behaviour: the pickle IO manager behind dg.FilesystemIOManager
 # (dagster is pinned to one version in pyproject.toml).
@@ -20,6 +22,8 @@ from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
 from pydantic import PrivateAttr
 
 from resources.settings import Settings
+
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 
 class ObjectStore(dg.ConfigurableResource):
@@ -93,6 +97,15 @@ class ObjectStore(dg.ConfigurableResource):
         if self.is_s3:
             return self._s3().get_object(Bucket=self.bucket, Key=key)["Body"].read()
         return self._path(key).read_bytes()
+
+    def put_parquet(self, key: str, frame: pl.DataFrame) -> str:
+        """``frame`` as one zstd parquet object (atomic, as ``put_bytes``); returns its URI."""
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd")
+        return self.put_bytes(key, buffer.getvalue(), content_type=PARQUET_CONTENT_TYPE)
+
+    def get_parquet(self, key: str) -> pl.DataFrame:
+        return pl.read_parquet(io.BytesIO(self.get_bytes(key)))
 
     def exists(self, key: str) -> bool:
         if self.is_s3:

@@ -14,7 +14,6 @@ folder. No Dagster here.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,9 +59,7 @@ def stage(
     """Stage a run's forecasts and metadata; returns the parquet's URI."""
     start, end = window
     base = _base(store, run_id, start)
-    body = io.BytesIO()
-    forecasts.write_parquet(body, compression="zstd")
-    uri = store.put_bytes(f"{base}.parquet", body.getvalue())
+    uri = store.put_parquet(f"{base}.parquet", forecasts)
     envelope = {
         "window": _window_text(start, end),
         "metadata": metadata,
@@ -80,7 +77,7 @@ def read_staged(
     base = _base(store, run_id, start)
     try:
         envelope = json.loads(store.get_bytes(f"{base}.json"))
-        data = store.get_bytes(f"{base}.parquet")
+        forecasts = store.get_parquet(f"{base}.parquet")
     except FileNotFoundError as exc:
         raise StagedMinutesMissing(_missing_text(store, base, start, end)) from exc
     except ClientError as exc:
@@ -92,9 +89,7 @@ def read_staged(
             f"the minutes staged at {store.uri(base)}.* are {envelope['window']}, not this run's "
             f"{_window_text(start, end)}: re-run the whole minute (both steps of rain_forecasts)"
         )
-    return StagedMinutes(
-        pl.read_parquet(io.BytesIO(data)), envelope["metadata"], envelope["markdown"]
-    )
+    return StagedMinutes(forecasts, envelope["metadata"], envelope["markdown"])
 
 
 def _missing_text(store: ObjectStore, base: str, start: datetime, end: datetime) -> str:

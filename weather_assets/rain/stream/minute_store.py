@@ -9,7 +9,6 @@ Dead letters go to ``rain/stream/deadletter/<YYYY-MM-DD>/batch-<id>.parquet``.
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
 
 import polars as pl
@@ -32,12 +31,6 @@ def minute_prefix(store: ObjectStore, minute: datetime) -> str:
     return store.key(MINUTES_PREFIX, f"{minute:%Y-%m-%d}", f"{minute:%H-%M}") + "/"
 
 
-def _parquet(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer, compression="zstd")
-    return buffer.getvalue()
-
-
 def write_batch(store: ObjectStore, batch_id: int, parsed: pl.DataFrame) -> dict[str, int]:
     """Write one micro-batch: its rows per minute, and its dead letters. Returns rows per key."""
     written: dict[str, int] = {}
@@ -45,19 +38,19 @@ def write_batch(store: ObjectStore, batch_id: int, parsed: pl.DataFrame) -> dict
     usable = parsed.filter(~pl.col("kind").is_in([DEAD, DUPLICATE]))
     for (minute,), rows in usable.partition_by("minute", as_dict=True, maintain_order=True).items():
         key = minute_prefix(store, minute) + name
-        store.put_bytes(key, _parquet(rows), content_type="application/vnd.apache.parquet")
+        store.put_parquet(key, rows)
         written[key] = rows.height
     dead = parsed.filter(pl.col("kind").is_in([DEAD, DUPLICATE]))
     if dead.height:
         day = _utc(dead["published_at"].drop_nulls().min() or clock.utcnow())
         key = store.key(DEAD_LETTER_PREFIX, f"{day:%Y-%m-%d}", name)
-        store.put_bytes(key, _parquet(dead), content_type="application/vnd.apache.parquet")
+        store.put_parquet(key, dead)
         written[key] = dead.height
     return written
 
 
 def _read(store: ObjectStore, keys: list[str]) -> pl.DataFrame:
-    frames = [pl.read_parquet(io.BytesIO(store.get_bytes(key))) for key in sorted(keys)]
+    frames = [store.get_parquet(key) for key in sorted(keys)]
     if not frames:
         return pl.DataFrame(schema=PARSED_SCHEMA)
     return pl.concat(frames, how="vertical_relaxed").select(
